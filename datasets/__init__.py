@@ -1,0 +1,1 @@
+"""Dataset loaders, installed as `pointclora.datasets`."""

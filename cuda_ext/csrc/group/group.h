@@ -1,0 +1,42 @@
+// Group features by a (B, M, K) index (pointnet2_ops grouping_operation).
+//   forward:  features (B, C, N) float, idx (B, M, K) int32 in [0, N) -> (B, C, M, K)
+//   backward: grad_out (B, C, M, K), idx (B, M, K) int32, n = N -> grad_features (B, C, N)
+// dtypes: float32/float64 on CPU; plus float16/bfloat16 on CUDA.
+// Each op has a _cpu and (under WITH_CUDA) a _cuda kernel with the same signature; the inline
+// dispatcher picks one by device.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <tuple>
+
+at::Tensor group_forward_cpu(const at::Tensor& features, const at::Tensor& idx);
+#ifdef WITH_CUDA
+at::Tensor group_forward_cuda(const at::Tensor& features, const at::Tensor& idx);
+#endif
+
+inline at::Tensor group_forward(const at::Tensor& features, const at::Tensor& idx) {
+  if (features.is_cuda()) {
+#ifdef WITH_CUDA
+    return group_forward_cuda(features, idx);
+#else
+    TORCH_CHECK(false, "group_forward: cuda_ext was not compiled with CUDA");
+#endif
+  }
+  return group_forward_cpu(features, idx);
+}
+
+at::Tensor group_backward_cpu(const at::Tensor& grad_out, const at::Tensor& idx, int64_t n);
+#ifdef WITH_CUDA
+at::Tensor group_backward_cuda(const at::Tensor& grad_out, const at::Tensor& idx, int64_t n);
+#endif
+
+inline at::Tensor group_backward(const at::Tensor& grad_out, const at::Tensor& idx, int64_t n) {
+  if (grad_out.is_cuda()) {
+#ifdef WITH_CUDA
+    return group_backward_cuda(grad_out, idx, n);
+#else
+    TORCH_CHECK(false, "group_backward: cuda_ext was not compiled with CUDA");
+#endif
+  }
+  return group_backward_cpu(grad_out, idx, n);
+}

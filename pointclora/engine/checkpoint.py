@@ -1,0 +1,88 @@
+"""Training checkpoints: atomic writes and the full state needed for an exact resume.
+
+A checkpoint is a dict with keys: model (state_dict, adapters included), optimizer,
+scheduler, scaler, coto (CoTo scheduler state or None), epoch (number of finished epochs),
+best (best metric dict), rng (python, numpy, torch, cuda states) and config (resolved).
+"""
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+REQUIRED_KEYS = ("model", "optimizer", "scheduler", "epoch", "best", "rng", "config")
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    """torch.save to a temporary file in the same folder, fsync, then os.replace: a crash
+    leaves either the old file or the new one, never a truncated one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def rng_state() -> dict:
+    """Captures the python, numpy, torch CPU and CUDA random states."""
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
+
+
+def set_rng_state(state: Mapping) -> None:
+    """Restores states captured by `rng_state` (CUDA states only when CUDA is present)."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_checkpoint(path: str | os.PathLike, required: tuple = REQUIRED_KEYS) -> dict:
+    """Loads a training checkpoint on CPU; FileNotFoundError / ValueError name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint '{path}' not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means "not a checkpoint"
+        raise ValueError(f"checkpoint '{path}' could not be read: {err}") from None
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"checkpoint '{path}': expected a dict, got {type(ckpt).__name__}")
+    missing = [k for k in required if k not in ckpt]
+    if missing:
+        raise ValueError(f"checkpoint '{path}' is not a pointclora training checkpoint: missing keys {missing}")
+    return ckpt
+
+
+def load_model_state(model: torch.nn.Module, state: Mapping, path: str | os.PathLike) -> None:
+    """Strict load with one message naming the file and the first mismatching keys."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+              for k in own if k in state and hasattr(state[k], "shape") and state[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        raise ValueError(
+            f"checkpoint '{path}' does not fit the model: {len(missing)} missing keys {missing[:5]}, "
+            f"{len(unexpected)} unexpected keys {unexpected[:5]}, shape mismatches {shapes[:5]}"
+        )
+    model.load_state_dict(state)

@@ -1,0 +1,135 @@
+"""Run records: a tqdm bar per epoch, a CSV and TensorBoard log per epoch, a PNG of the curves.
+
+Only rank 0 writes (pass enabled=False elsewhere). The CSV is rewritten whole after each
+epoch from the rows kept in memory, so a resumed run continues it without duplicate epochs.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from tqdm import tqdm
+
+
+def progress(loader: Iterable, epoch: int, epochs: int, enabled: bool = True) -> tqdm:
+    """tqdm bar for one epoch (`disable` on non-main ranks); the loop sets loss and throughput."""
+    return tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not enabled, dynamic_ncols=True,
+                leave=False, mininterval=1.0)
+
+
+class Throughput:
+    """Samples per second since construction or the last `reset`."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.start, self.samples = time.perf_counter(), 0
+
+    def add(self, n: int) -> None:
+        self.samples += n
+
+    @property
+    def rate(self) -> float:
+        return self.samples / max(time.perf_counter() - self.start, 1e-9)
+
+
+def read_csv(path: str | os.PathLike) -> list[dict]:
+    """Rows of a metrics CSV with numeric cells converted to float (empty -> NaN)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [{k: _num(v) for k, v in row.items()} for row in rows]
+
+
+def _num(text: str):
+    try:
+        return float(text) if text != "" else math.nan
+    except ValueError:
+        return text
+
+
+class RunLogger:
+    """Per-epoch metrics to `<dir>/metrics.csv` and TensorBoard under `<dir>/tb`."""
+
+    def __init__(self, output_dir: str | os.PathLike, enabled: bool = True, start_epoch: int = 0):
+        self.dir = Path(output_dir)
+        self.enabled = enabled
+        self.csv_path = self.dir / "metrics.csv"
+        self.rows: list[dict] = []
+        self.writer = None
+        if not enabled:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        # keep the rows of epochs finished before a resume, drop any logged after the checkpoint
+        self.rows = [r for r in read_csv(self.csv_path) if r.get("epoch", math.inf) <= start_epoch]
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=str(self.dir / "tb"), purge_step=start_epoch + 1)
+
+    def log_epoch(self, epoch: int, values: Mapping[str, float]) -> None:
+        """epoch: 1-based number of the finished epoch; values: e.g. train/loss, val/oa, lr."""
+        if not self.enabled:
+            return
+        row = {"epoch": epoch, **values}
+        self.rows.append(row)
+        for key, value in values.items():
+            if isinstance(value, (int, float)) and not math.isnan(value):
+                self.writer.add_scalar(key, value, epoch)
+        self.writer.flush()
+        self._write_csv()
+
+    def _write_csv(self) -> None:
+        columns: list[str] = []
+        for row in self.rows:
+            columns += [k for k in row if k not in columns]
+        tmp = self.csv_path.with_suffix(".csv.tmp")
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns, restval="")
+            writer.writeheader()
+            for row in self.rows:
+                writer.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()})
+        os.replace(tmp, self.csv_path)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def plot_curves(rows: list[dict], path: str | os.PathLike) -> Path | None:
+    """Writes a PNG with one panel per group (loss, metrics, lr, CoTo active fraction)."""
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in rows[-1] if k != "epoch" and isinstance(rows[-1][k], (int, float))]
+    panels = {
+        "loss": [k for k in keys if k.endswith("loss")],
+        "metric (%)": [k for k in keys if k.startswith(("val/", "train/")) and not k.endswith("loss")],
+        "learning rate": [k for k in keys if k == "lr"],
+        "CoTo active fraction": [k for k in keys if k.startswith("coto")],
+    }
+    panels = {name: ks for name, ks in panels.items() if ks}
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.5), squeeze=False)
+    for ax, (name, ks) in zip(axes[0], panels.items()):
+        for k in ks:
+            pts = [(r["epoch"], r[k]) for r in rows if isinstance(r.get(k), (int, float)) and not math.isnan(r[k])]
+            if pts:
+                ax.plot(*zip(*pts), marker="o", markersize=2, label=k)
+        ax.set_xlabel("epoch")
+        ax.set_title(name)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,120 @@
+"""What differs between classification and part segmentation: inputs, targets, meters, votes.
+
+Batches are dicts from the datasets: classification {'points' (B, N, C), 'label' (B,)},
+part segmentation {'points' (B, N, C), 'category' (B,), 'seg' (B, N)}.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+
+from .metrics import ClassificationMeter, PartSegMeter, part_ranges
+
+
+def scale_translate(points: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Point-MAE's PointcloudScaleAndTranslate for test-time voting: per-shape, per-axis scale
+    U[2/3, 3/2] and translation U[-0.2, 0.2] of xyz. points: (B, N, C) -> (B, N, C)."""
+    b = points.shape[0]
+    scale = torch.empty(b, 1, 3).uniform_(2.0 / 3.0, 1.5, generator=generator).to(points)
+    shift = torch.empty(b, 1, 3).uniform_(-0.2, 0.2, generator=generator).to(points)
+    out = points.clone()
+    out[..., :3] = points[..., :3] * scale + shift
+    return out
+
+
+class ClassificationTask:
+    """Shape classification: cross-entropy via model.loss, OA / mAcc, best epoch by OA."""
+
+    name = "classification"
+    select_key = "oa"
+    metric_keys = ("oa", "macc")
+
+    def __init__(self, num_classes: int):
+        self.num_classes = num_classes
+
+    def to_device(self, batch: Mapping, device: torch.device) -> dict:
+        return {k: v.to(device, non_blocking=True) for k, v in batch.items() if torch.is_tensor(v)}
+
+    def forward(self, model, batch: Mapping, points: torch.Tensor | None = None) -> torch.Tensor:
+        """returns logits (B, num_classes)."""
+        return model(batch["points"] if points is None else points)
+
+    def target(self, batch: Mapping) -> torch.Tensor:
+        return batch["label"].long().view(-1)  # (B,)
+
+    def correct(self, logits: torch.Tensor, batch: Mapping) -> torch.Tensor:
+        """Number of correct predictions in the batch, as a 0-d tensor (no host sync)."""
+        return (logits.argmax(-1) == self.target(batch)).sum()
+
+    def count(self, batch: Mapping) -> int:
+        return batch["label"].shape[0]
+
+    def new_meter(self, device) -> ClassificationMeter:
+        return ClassificationMeter(self.num_classes, device)
+
+    def update(self, meter: ClassificationMeter, logits: torch.Tensor, batch: Mapping) -> None:
+        meter.update(logits.float(), self.target(batch))
+
+    def predictions(self, logits: torch.Tensor, batch: Mapping) -> dict:
+        return {"pred": logits.argmax(-1), "label": self.target(batch)}
+
+
+class PartSegTask(ClassificationTask):
+    """ShapeNetPart: per-point CE via model.loss, predictions restricted to the category's parts,
+    instance / class mIoU; best epoch by instance mIoU (Point-MAE segmentation/main.py)."""
+
+    name = "part_segmentation"
+    select_key = "ins_miou"
+    metric_keys = ("ins_miou", "cls_miou", "acc")
+
+    def __init__(self, num_parts: int = 50, parts=None):
+        super().__init__(num_parts)
+        self.parts = parts or part_ranges()
+
+    def forward(self, model, batch: Mapping, points: torch.Tensor | None = None) -> torch.Tensor:
+        """returns logits (B, N, num_parts)."""
+        return model(batch["points"] if points is None else points, batch["category"].long().view(-1))
+
+    def target(self, batch: Mapping) -> torch.Tensor:
+        return batch["seg"].long()  # (B, N)
+
+    def correct(self, logits: torch.Tensor, batch: Mapping) -> torch.Tensor:
+        return (logits.argmax(-1) == self.target(batch)).float().mean(dim=1).sum()  # shapes' point acc
+
+    def new_meter(self, device) -> PartSegMeter:
+        return PartSegMeter(self.parts, self.num_classes, device)
+
+    def update(self, meter: PartSegMeter, logits: torch.Tensor, batch: Mapping) -> None:
+        meter.update(logits.float(), self.target(batch), batch["category"].long().view(-1))
+
+    def predictions(self, logits: torch.Tensor, batch: Mapping) -> dict:
+        from .metrics import restrict_to_parts
+
+        pred = restrict_to_parts(logits.float(), batch["category"].long().view(-1), self.new_meter("cpu").mask)
+        return {"pred": pred, "label": self.target(batch), "category": batch["category"].long().view(-1)}
+
+
+def build_task(cfg_model: Mapping, dataset) -> ClassificationTask:
+    """Part segmentation when the model NAME ends in 'PartSeg', else classification.
+
+    Checks that the model's output size matches the dataset (ValueError naming model.cls_dim).
+    """
+    name = str(cfg_model.get("NAME", ""))
+    if name.endswith("PartSeg"):
+        num_parts = int(getattr(dataset, "NUM_PARTS", cfg_model.get("cls_dim", 50)))
+        if "cls_dim" in cfg_model and int(cfg_model["cls_dim"]) != num_parts:
+            raise ValueError(f"model.cls_dim={cfg_model['cls_dim']} but the dataset has {num_parts} part classes")
+        seg_classes = getattr(dataset, "seg_classes", None)
+        classes = getattr(dataset, "classes", None)
+        parts = None
+        if isinstance(seg_classes, Mapping):  # category index order is the dataset's `classes` order
+            parts = [list(seg_classes[c]) for c in (classes or seg_classes)]
+        return PartSegTask(num_parts, parts)
+    classes = getattr(dataset, "classes", None)
+    num_classes = int(cfg_model.get("cls_dim", len(classes) if classes else 0))
+    if classes is not None and len(classes) != num_classes:
+        raise ValueError(
+            f"model.cls_dim={num_classes} but dataset {type(dataset).__name__} has {len(classes)} classes"
+        )
+    return ClassificationTask(num_classes)

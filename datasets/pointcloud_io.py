@@ -1,0 +1,149 @@
+"""Reading and writing the public point-cloud file formats, with checks.
+
+- text point files (ModelNet40 'x,y,z,nx,ny,nz', ShapeNetPart 'x y z nx ny nz part')
+- h5 arrays (ScanObjectNN, ModelNet40 ply_hdf5_2048)
+- the ModelNet40 `.dat` pickle cache, read with a restricted unpickler
+- atomic writes (temporary file in the same folder, then `os.replace`)
+"""
+import io
+import os
+import pickle
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+
+from .common import PathLike, check_finite, hint, malformed, require_file
+
+
+def read_text_points(path: PathLike, columns: int, delimiter: Optional[str], dataset: str) -> np.ndarray:
+    """Read a text point file -> (N, columns) float32.
+
+    delimiter: ',' for ModelNet40, None (whitespace) for ShapeNetPart. Raises
+    FileNotFoundError for a missing file and ValueError naming the file for a
+    non-numeric row, a wrong column count, an empty file or NaN/inf values.
+    """
+    path = require_file(Path(path), "point file", dataset)
+    try:
+        data = np.loadtxt(path, delimiter=delimiter, dtype=np.float32, ndmin=2)
+    except ValueError as err:  # non-numeric token or ragged rows
+        raise malformed(path, f"not a numeric table of {columns} columns ({err})", dataset) from None
+    if data.shape[0] == 0:
+        raise malformed(path, "empty point file", dataset)
+    if data.shape[1] != columns:
+        raise malformed(path, f"expected {columns} columns per row, found {data.shape[1]}", dataset)
+    check_finite(data, path, dataset)
+    return data
+
+
+def format_rows(data: np.ndarray, fmt: str, delimiter: str) -> str:
+    """data: (N, C) -> text with one row per line (much faster than np.savetxt)."""
+    n, c = data.shape
+    row = delimiter.join([fmt] * c) + "\n"
+    return (row * n) % tuple(data.ravel().tolist())
+
+
+@contextmanager
+def atomic_path(path: PathLike):
+    """Yield a temporary path next to `path`; on success move it onto `path`.
+
+    A crash (or Ctrl-C) half-way leaves no truncated file behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_text(path: PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def open_h5(path: PathLike, dataset: str):
+    """Open an h5 file read-only; a truncated/corrupt file raises ValueError naming it."""
+    import h5py
+
+    path = require_file(Path(path), "h5 file", dataset)
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise malformed(path, f"cannot be read as HDF5, the file is truncated or corrupt ({err})", dataset) from None
+
+
+def read_h5_arrays(path: PathLike, keys: Sequence[str], optional: Sequence[str], dataset: str) -> Dict[str, np.ndarray]:
+    """Read `keys` (required) and `optional` keys of an h5 file into numpy arrays."""
+    out = {}
+    with open_h5(path, dataset) as f:
+        for key in list(keys) + list(optional):
+            if key not in f:
+                if key in optional:
+                    continue
+                raise KeyError(f"{path}: h5 key '{key}' not found (keys: {sorted(f.keys())}).{hint(dataset)}")
+            try:
+                out[key] = np.asarray(f[key][()])
+            except (OSError, RuntimeError) as err:
+                raise malformed(path, f"h5 key '{key}' cannot be read, the file is truncated ({err})", dataset) from None
+    return out
+
+
+# ---------------------------------------------------------------- restricted pickle
+# Only what numpy arrays (pickle protocols 2-5, numpy 1.x and 2.x module names)
+# need: a downloaded .dat must not be able to run code.
+_ALLOWED_GLOBALS = {
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("_codecs", "encode"),  # protocol 2 stores bytes as codecs.encode(str, 'latin1')
+}
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """Unpickler that resolves only numpy array/dtype constructors."""
+
+    def __init__(self, file, source: str):
+        super().__init__(file)
+        self.source = source
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _ALLOWED_GLOBALS:
+            raise pickle.UnpicklingError(
+                f"{self.source}: refusing to load global '{module}.{name}'; only numpy arrays, dtypes and "
+                "plain containers are allowed in a dataset cache"
+            )
+        return super().find_class(module, name)
+
+
+def safe_pickle_load(path: PathLike, dataset: str):
+    """Load a pickle holding only numpy arrays and plain containers.
+
+    Raises ValueError naming the file for a forbidden global, a truncated or
+    otherwise unreadable pickle.
+    """
+    path = require_file(Path(path), "pickle cache", dataset)
+    data = path.read_bytes()
+    try:
+        return RestrictedUnpickler(io.BytesIO(data), str(path)).load()
+    except pickle.UnpicklingError as err:
+        raise malformed(path, f"unsafe or corrupt pickle ({err})", dataset) from None
+    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as err:
+        raise malformed(path, f"truncated or corrupt pickle ({type(err).__name__}: {err})", dataset) from None
+
+
+def atomic_pickle_dump(obj, path: PathLike) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            pickle.dump(obj, f, protocol=4)

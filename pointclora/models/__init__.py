@@ -1,0 +1,17 @@
+"""Point-cloud transformer backbones (Point-MAE, Point-BERT), heads, pre-training model, checkpoints."""
+from .build import MODELS, build_model, config_keys, register_model
+from .checkpoint import load_pretrained, remap_state_dict, read_checkpoint
+from .grouping import Group
+from .layers import Attention, Block, DropPath, Mlp, TransformerDecoder, TransformerEncoder
+from .part_seg import PointMAEPartSeg
+from .patch_embed import Encoder
+from .point_bert import PointBERT
+from .point_mae import PointMAE
+from .point_mae_pretrain import PointMAEPretrain
+
+__all__ = [
+    "MODELS", "build_model", "config_keys", "register_model",
+    "load_pretrained", "remap_state_dict", "read_checkpoint",
+    "Group", "Encoder", "Attention", "Block", "DropPath", "Mlp", "TransformerDecoder", "TransformerEncoder",
+    "PointMAE", "PointBERT", "PointMAEPartSeg", "PointMAEPretrain",
+]

@@ -1,0 +1,48 @@
+"""Behaviour shared by every pointclora model: weight-decay groups and frozen BatchNorm.
+
+Frozen parts must stay frozen: when the parameters of a BatchNorm layer are all frozen (adapter
+tuning freezes the backbone), its running statistics are frozen too. The public PEFT forks keep
+updating them because the whole model stays in train mode; here ``train()`` puts such layers back
+into eval mode, so the statistics a checkpoint was trained with are the ones used.
+"""
+from typing import List, Set
+
+from torch import nn
+
+
+class FrozenBNMixin:
+    """Mixin for ``nn.Module`` models: ``no_weight_decay``, ``frozen_bn_modules``,
+    ``freeze_backbone_bn`` and a ``train`` that keeps frozen BatchNorm layers in eval mode."""
+
+    def no_weight_decay(self) -> Set[str]:
+        """Names of parameters the official recipe trains without weight decay: biases and every
+        parameter with <= 1 dimension (Point-MAE ``add_weight_decay``)."""
+        return {name for name, p in self.named_parameters() if p.ndim <= 1 or name.endswith(".bias")}
+
+    def frozen_bn_modules(self) -> List[str]:
+        """Names of BatchNorm modules whose affine parameters all have ``requires_grad=False``."""
+        names = []
+        for name, module in self.named_modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                params = list(module.parameters(recurse=False))
+                if params and not any(p.requires_grad for p in params):
+                    names.append(name)
+        return names
+
+    def freeze_backbone_bn(self) -> List[str]:
+        """Put every frozen BatchNorm module into eval mode now (running stats stop updating).
+
+        Called automatically by ``train(True)``; call it yourself after freezing parameters of a
+        model that is already in train mode. Returns the names of the modules it froze.
+        """
+        names = self.frozen_bn_modules()
+        modules = dict(self.named_modules())
+        for name in names:
+            modules[name].eval()
+        return names
+
+    def train(self, mode: bool = True):
+        nn.Module.train(self, mode)
+        if mode:
+            self.freeze_backbone_bn()
+        return self

@@ -1,0 +1,118 @@
+"""Load official Point-MAE / Point-BERT / ACT checkpoints (and our own) into pointclora models.
+
+Layouts read: ``{'base_model': sd}`` (Point-MAE, Point-BERT), ``{'model': sd}``, ``{'state_dict': sd}``,
+``{'model_state_dict': sd}`` (Point-MAE part segmentation) or a bare state dict; ``module.``
+prefixes (DDP); pre-training prefixes ``MAE_encoder.``, ``base_model.``, ``ACT_encoder.`` and
+``transformer_q.`` (Point-BERT, minus its ``cls_head``), each stripped only when the model itself
+has no key with that prefix (so a PointMAEPretrain checkpoint still loads into PointMAEPretrain).
+
+Files are read with ``torch.load(weights_only=True)``: a downloaded file cannot run code. The only
+non-tensor types allowed are numpy scalars and dtypes, which Point-MAE's part-segmentation
+checkpoint stores for its metrics (``np.float64`` accuracies).
+"""
+import logging
+import os
+from typing import Any, Dict, List, Mapping, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+STATE_DICT_KEYS = ("base_model", "model", "state_dict", "model_state_dict")
+PRETRAIN_PREFIXES = ("MAE_encoder.", "base_model.", "ACT_encoder.", "transformer_q.")
+DROPPED_PREFIXES = ("transformer_q.cls_head.",)  # Point-BERT's contrastive head: never loaded
+OFFICIAL_CHECKPOINTS = (
+    "Official checkpoints (download them yourself; nothing is downloaded at run time): Point-MAE "
+    "pretrain.pth, scan_objbg.pth, scan_objonly.pth, scan_hardest.pth, modelnet_1k.pth, modelnet_8k.pth, "
+    "part_seg.pth from the Point-MAE GitHub releases (https://github.com/Pang-Yatian/Point-MAE/releases); "
+    "Point-BERT.pth (pre-trained) and the fine-tuned ModelNet/ScanObjectNN Transformers from the links "
+    "(Tsinghua Cloud / BaiduYun) in the Point-BERT README (https://github.com/lulutang0608/Point-BERT)."
+)
+
+
+def _numpy_safe_globals() -> List[Any]:
+    """numpy scalar reconstruction types (np.float64 metrics in official checkpoints)."""
+    core = getattr(np, "_core", None) or np.core
+    types = [core.multiarray.scalar, np.dtype]
+    types += [type(np.dtype(t)) for t in (np.float64, np.float32, np.int64, np.int32, np.bool_)]
+    return types
+
+
+def read_checkpoint(path: str) -> Dict[str, torch.Tensor]:
+    """Read ``path`` and return its model state dict (tensors only), whatever the official layout.
+
+    Raises FileNotFoundError (with where the official files are published) or ValueError naming
+    the file when it is not a checkpoint or holds no state dict.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint file not found: {path}. {OFFICIAL_CHECKPOINTS}")
+    try:
+        with torch.serialization.safe_globals(_numpy_safe_globals()):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle, zip and torch errors all mean "not a readable checkpoint"
+        raise ValueError(f"{path} is not a PyTorch checkpoint readable with weights_only=True: {err}") from err
+    return _extract_state_dict(obj, path)
+
+
+def _extract_state_dict(obj: Any, path: str) -> Dict[str, torch.Tensor]:
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"{path} holds a {type(obj).__name__}, not a checkpoint dict")
+    for key in STATE_DICT_KEYS:
+        if isinstance(obj.get(key), Mapping):
+            obj = obj[key]
+            break
+    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not tensors or len(tensors) != len(obj):
+        raise ValueError(f"{path} holds no state dict: expected a dict of tensors or one under "
+                         f"{list(STATE_DICT_KEYS)}, found keys {list(obj)[:10]}")
+    return tensors
+
+
+def remap_state_dict(state_dict: Mapping[str, torch.Tensor], model_keys) -> Dict[str, torch.Tensor]:
+    """Strip ``module.`` and the pre-training prefixes the model does not use itself."""
+    model_keys = set(model_keys)
+    used = {p for p in PRETRAIN_PREFIXES if any(k.startswith(p) for k in model_keys)}
+    out = {}
+    for key, value in state_dict.items():
+        while key.startswith("module."):
+            key = key[len("module."):]
+        if not key.startswith(DROPPED_PREFIXES):
+            for prefix in PRETRAIN_PREFIXES:
+                if key.startswith(prefix) and prefix not in used:
+                    key = key[len(prefix):]
+                    break
+        out[key] = value
+    return out
+
+
+def _check_shapes(state_dict: Mapping[str, torch.Tensor], model_sd: Mapping[str, torch.Tensor], path: str) -> None:
+    bad = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(model_sd[k].shape)}"
+           for k, v in state_dict.items() if k in model_sd and v.shape != model_sd[k].shape]
+    if bad:
+        raise ValueError(f"shape mismatch loading {path}: " + "; ".join(bad))
+
+
+def load_pretrained(model: nn.Module, path: str, strict: bool = False) -> Tuple[List[str], List[str]]:
+    """Load the checkpoint at ``path`` into ``model``; returns (missing_keys, unexpected_keys).
+
+    Both lists are logged. Any shape mismatch is a ValueError naming the key and both shapes;
+    with ``strict=True`` any missing or unexpected key is a KeyError (nothing is loaded then).
+    """
+    model_sd = model.state_dict()
+    state_dict = remap_state_dict(read_checkpoint(path), model_sd.keys())
+    _check_shapes(state_dict, model_sd, path)
+    missing = [k for k in model_sd if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in model_sd]
+    if strict and (missing or unexpected):
+        raise KeyError(f"strict load of {path} into {type(model).__name__}: missing keys {missing}, "
+                       f"unexpected keys {unexpected}")
+    model.load_state_dict(state_dict, strict=False)
+    logger.info("loaded %s into %s: %d tensors", path, type(model).__name__, len(state_dict) - len(unexpected))
+    if missing:
+        logger.info("missing keys (%d): %s", len(missing), ", ".join(missing))
+    if unexpected:
+        logger.info("unexpected keys (%d): %s", len(unexpected), ", ".join(unexpected))
+    return missing, unexpected

@@ -2,7 +2,7 @@
 
 cfg holds NAME, the dataset's constructor keywords (root, variant, npoints,
 use_normals, format, ...) and optionally
-- train_transforms: [name or {'NAME': name, **kwargs}], applied for split 'train'
+- train_transforms: [name or {'NAME': name, **kwargs}], applied for split 'train' (and 'trainval')
   (names: scale_translate, rotate_up, dropout, jitter, fps_sample);
 - fps_pool: points the 'fps_sample' transform draws its subset from (Point-MAE
   fine-tuning: FPS 1200 -> random 1024); the training dataset then loads
@@ -42,7 +42,8 @@ def build_dataset(cfg: Mapping, split: str):
     if unknown:
         raise KeyError(f"dataset config for {name}: unknown key(s) {unknown}; known keys: {sorted(known + list(EXTRA_KEYS))}")
     kwargs = {k: v for k, v in cfg.items() if k not in EXTRA_KEYS}
-    specs = list(cfg.get("train_transforms") or []) if split == "train" else []
+    training = split in ("train", "trainval")  # trainval: ShapeNetPart's training split (Point-MAE)
+    specs = list(cfg.get("train_transforms") or []) if training else []
     for spec in specs:
         if _spec_name(spec) not in TRANSFORMS:
             raise KeyError(f"unknown transform '{_spec_name(spec)}' in train_transforms; known: {sorted(TRANSFORMS)}")

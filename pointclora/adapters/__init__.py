@@ -1,0 +1,47 @@
+"""Parameter-efficient adapters: LoRA, CLoRA (base-space sharing + SADE), linear probing, CoTo."""
+from .base import AdapterLayer
+from .clora import CLoRABank, CLoRALinear, sade_bank, sade_direct, sade_loss
+from .config import AdapterConfig
+from .coto import CoToScheduler, group_adapters_by_block
+from .inject import (
+    adapter_layers,
+    adapter_regularization,
+    adapter_state_dict,
+    adapters_disabled,
+    apply_adapters,
+    count_parameters,
+    get_adapter_config,
+    load_adapter,
+    merge_adapters,
+    merge_and_unload,
+    read_adapter_config,
+    save_adapter,
+    unmerge_adapters,
+)
+from .lora import LoRALinear
+
+__all__ = [
+    "AdapterConfig",
+    "AdapterLayer",
+    "CLoRABank",
+    "CLoRALinear",
+    "CoToScheduler",
+    "LoRALinear",
+    "adapter_layers",
+    "adapter_regularization",
+    "adapter_state_dict",
+    "adapters_disabled",
+    "apply_adapters",
+    "count_parameters",
+    "get_adapter_config",
+    "group_adapters_by_block",
+    "load_adapter",
+    "merge_adapters",
+    "merge_and_unload",
+    "read_adapter_config",
+    "sade_bank",
+    "sade_direct",
+    "sade_loss",
+    "save_adapter",
+    "unmerge_adapters",
+]

@@ -15,6 +15,7 @@ TITLE_PX = 22
 LEGEND_ROW_PX = 18
 LEGEND_COL_PX = 170
 PAD_PX = 6
+MIN_WIDTH_PX = 560  # room for the header line under a single panel
 
 
 def _legend_columns(scene: Scene, panel_area_h: int) -> int:
@@ -27,7 +28,7 @@ def figure_size(scene: Scene, panel_px: int) -> tuple:
     nrows = int(np.ceil(len(scene.panels) / scene.ncols))
     area_h = nrows * (panel_px + TITLE_PX)
     width = scene.ncols * panel_px + _legend_columns(scene, area_h) * LEGEND_COL_PX
-    return width, HEADER_PX + area_h
+    return max(width, MIN_WIDTH_PX), HEADER_PX + area_h
 
 
 def compose_png(scene: Scene, images: List[np.ndarray], out: str, note: str) -> tuple:

@@ -61,7 +61,7 @@ def _point_fragments(layer: Layer, camera: Camera):
 
 
 def _sphere_fragments(layer: Layer, camera: Camera):
-    """-> fragments of shaded discs: the projected balls of radius ``layer.radius``, lit from the camera."""
+    """-> fragments of flat discs: the projected balls of radius ``layer.radius`` (unlit, as Open3D draws them)."""
     uv, depth = camera.project(layer.points)
     focal = camera.intrinsic[0, 0]
     us, vs, ds, cs = [], [], [], []
@@ -72,11 +72,11 @@ def _sphere_fragments(layer: Layer, camera: Camera):
         gu, gv = np.meshgrid(span, rows, indexing="xy")
         d2 = ((gu - cu) ** 2 + (gv - cv) ** 2) / r_px**2
         inside = d2 <= 1.0
-        nz = np.sqrt(1.0 - d2[inside])  # (F,) cosine to the viewer: a simple Lambert shading
+        nz = np.sqrt(1.0 - d2[inside])  # (F,) the ball's front surface bulges towards the viewer
         us.append(gu[inside])
         vs.append(gv[inside])
         ds.append(z - nz * layer.radius)
-        cs.append(np.asarray(colour)[None, :] * (0.45 + 0.55 * nz)[:, None])
+        cs.append(np.tile(np.asarray(colour), (int(inside.sum()), 1)))
     if not us:
         return (np.zeros(0, np.int64),) * 2 + (np.zeros(0), np.zeros((0, 3)))
     return np.concatenate(us), np.concatenate(vs), np.concatenate(ds), np.concatenate(cs)
@@ -137,6 +137,7 @@ class Open3DOffscreen:
         option = vis.get_render_option()
         option.background_color = np.asarray(BACKGROUND)
         option.point_size = float(point_size)
+        option.light_on = False  # flat colours: Phong highlights would turn ball centres white (= background)
         params = vis.get_view_control().convert_to_pinhole_camera_parameters()
         intr = camera.intrinsic
         params.intrinsic = self.o3d.camera.PinholeCameraIntrinsic(

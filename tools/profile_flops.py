@@ -1,0 +1,99 @@
+#!/usr/bin/env python
+"""Parameters, MACs/FLOPs, training-step cost, FPS/kNN cost, latency and memory of a config.
+
+    python tools/profile_flops.py --config scanobjectnn_clora.yaml
+    python tools/profile_flops.py --config scanobjectnn_clora.yaml --merged --format markdown
+    python tools/profile_flops.py --config scanobjectnn_clora.yaml --latency --batch 8 --device cuda
+    python tools/profile_flops.py --compare scanobjectnn_full.yaml scanobjectnn_lora.yaml \
+        scanobjectnn_clora.yaml scanobjectnn_clora.yaml:merged
+
+Counts are per sample, on the real module graph (torch dispatch + module hooks), with the
+conventions printed under every table. `--config` takes a path or a file name in configs/;
+in `--compare`, `NAME:merged` profiles NAME with its adapters merged.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout too
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--config", help="YAML config: a path, or a file name in configs/")
+    src.add_argument("--compare", nargs="+", metavar="CONFIG[:merged]", help="one table row per config")
+    p.add_argument("--points", type=int, default=None, help="points per cloud (default: dataset.npoints)")
+    p.add_argument("--batch", type=int, default=1, help="batch size (counts are per sample; latency uses it)")
+    merge = p.add_mutually_exclusive_group()
+    merge.add_argument("--merged", dest="merged", action="store_true", help="merge adapters into the weights")
+    merge.add_argument("--unmerged", dest="merged", action="store_false", help="adapters as trained (default)")
+    p.add_argument("--format", choices=("table", "json", "markdown"), default="table")
+    p.add_argument("--per-module", action="store_true", help="also list MACs per module")
+    p.add_argument("--latency", action="store_true", help="time inference and one training step")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device for --latency")
+    p.add_argument("--warmup", type=int, default=3, help="--latency: untimed runs first")
+    p.add_argument("--iters", type=int, default=10, help="--latency: timed runs (median reported)")
+    p.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    return p.parse_args(argv)
+
+
+def _split_merged(spec: str, merged: bool):
+    if spec.endswith(":merged"):
+        return spec[: -len(":merged")], True
+    return spec, merged
+
+
+def profile_one(spec: str, args: argparse.Namespace, merged: bool):
+    from pointclora.config import load_config
+    from pointclora.profiler.summary import profile_config
+
+    name, merged = _split_merged(spec, merged)
+    cfg = load_config(name, args.opts)
+    if merged and not cfg.get("adapter"):
+        if args.compare:  # a full fine-tuning row in a --merged comparison
+            merged = False
+        else:
+            raise ValueError(f"--merged: config '{name}' has no 'adapter' section, nothing to merge")
+    result = profile_config(cfg, Path(name).stem, points=args.points, batch=args.batch, merged=merged,
+                            per_module=args.per_module)
+    if args.latency:
+        result.latency = _latency(cfg, args, merged)
+    return result
+
+
+def _latency(cfg, args, merged: bool) -> dict:
+    from pointclora.profiler.latency import measure_latency
+    from pointclora.profiler.summary import build_from_config, example_inputs
+
+    model = build_from_config(cfg, merged)
+    inputs = example_inputs(cfg, max(args.batch, 2), args.points)
+    if len(inputs) > 1:
+        raise ValueError("--latency: models with extra inputs (part segmentation) are not timed yet")
+    out = measure_latency(model, inputs[0], device=args.device, warmup=args.warmup, iters=args.iters,
+                          train_step=any(p.requires_grad for p in model.parameters()))
+    for d in out.values():
+        d.update(device=args.device, batch=inputs[0].shape[0])
+    return out
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from pointclora.profiler.report import format_compare, format_result
+
+    try:
+        if args.compare:
+            results = [profile_one(spec, args, args.merged) for spec in args.compare]
+            print(format_compare(results, args.format))
+        else:
+            print(format_result(profile_one(args.config, args, args.merged), args.format))
+    except (ValueError, KeyError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -40,38 +40,38 @@ _Loader.yaml_implicit_resolvers = copy.deepcopy(yaml.SafeLoader.yaml_implicit_re
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_RE, list("-+0123456789."))
 
 # Schema: key -> type, tuple of types, or nested dict. `float` also accepts ints.
-_ADAPTER = {
-    "method": str, "rank": int, "alpha": Number, "num_bases": int, "placement": (str, list),
-    "target_modules": list, "exclude_modules": list, "trainable_modules": list,
-    "sade_weight": Number, "dropout": Number, "scale": Number, "coto": bool,
-    "coto_p_start": Number, "coto_ramp_fraction": Number, "seed": int,
+_PATTERNS = (list, str, NoneType)
+_ADAPTER = {  # pointclora.adapters.AdapterConfig fields (it validates the values)
+    "method": str, "rank": int, "alpha": (int, float, NoneType), "num_bases": int,
+    "placement": (str, NoneType), "target_modules": _PATTERNS, "exclude_modules": _PATTERNS,
+    "trainable_modules": _PATTERNS, "sade_weight": Number, "dropout": Number, "scale": Number,
+    "coto": bool, "coto_p_start": Number, "coto_ramp_fraction": Number, "seed": int,
 }
 SCHEMA: dict = {
-    "model": {
+    "model": {  # official Point-MAE keys; pointclora.models.build_model checks them per model NAME
         "NAME": str, "trans_dim": int, "depth": int, "drop_path_rate": Number, "cls_dim": int,
         "num_heads": int, "group_size": int, "num_group": int, "encoder_dims": int,
-        "num_categories": int, "num_parts": int, "label_smoothing": Number,
-        "mask_ratio": Number, "mask_type": str, "in_channels": int, "freeze_bn": bool,
-        "seg_feature_layers": list, "seg_dim": int, "dvae": dict,
+        "fps_skip_near_origin": bool, "num_categories": int, "fetch_idx": (list, NoneType),
+        "mask_ratio": Number, "mask_type": str, "decoder_depth": int, "decoder_num_heads": int,
     },
     "adapter": _ADAPTER,
     "dataset": {
         "NAME": str, "root": str, "variant": str, "npoints": int, "use_normals": bool,
-        "train_transforms": (list, str, NoneType), "num_classes": int, "generate_demo": bool,
+        "train_transforms": (list, NoneType), "fps_pool": (int, NoneType), "format": str,
+        "cache_points": int, "sample_seed": (int, NoneType), "generate_demo": (str, NoneType),
         "train_split": str, "val_split": (str, NoneType), "test_split": str,
-        "sample_points": (int, NoneType),
     },
     "train": {
         "epochs": int, "batch_size": int, "val_batch_size": int, "val_freq": int,
         "grad_clip": (Number, NoneType), "amp": (bool, str), "num_workers": int,
-        "pin_memory": bool, "seed": int, "log_every": int, "select_metric": str,
-        "deterministic": bool,
+        "pin_memory": bool, "seed": int, "log_every": int,
     },
     "optimizer": {"type": str, "lr": Number, "weight_decay": Number, "betas": list, "eps": Number},
     "scheduler": {"type": str, "warmup_epochs": int, "min_lr": Number, "warmup_lr": Number},
     "output_dir": str,
     "ckpts": (str, NoneType),
 }
+OPTIONAL_SECTIONS = ("adapter",)  # `adapter: null` in a child config means full fine-tuning
 REQUIRED = ("model.NAME", "dataset.NAME", "train.epochs", "train.batch_size", "optimizer.lr")
 
 
@@ -202,6 +202,8 @@ def validate(cfg: Mapping, sources: Mapping | None = None, schema: Mapping = SCH
             raise ConfigError(f"{where}: unknown key '{dotted}' (known keys here: {known})")
         expected = schema[key]
         if isinstance(expected, dict):
+            if value is None and dotted in OPTIONAL_SECTIONS:
+                continue
             if not isinstance(value, Mapping):
                 raise ConfigError(f"{where}: key '{dotted}' must be a mapping, got {type(value).__name__}")
             validate(value, sources, expected, dotted + ".")

@@ -1,0 +1,82 @@
+"""`tools/train.py --test`: evaluate a checkpoint on the test split, optionally with voting.
+
+The checkpoint is a training checkpoint of this tool (default <output_dir>/ckpt-best.pth) or
+a bare fine-tuned state dict in any layout `pointclora.models.load_pretrained` reads.
+Writes test_results.json (and predictions.npz with --save-predictions) on rank 0.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable, Mapping
+
+import numpy as np
+import torch
+
+from . import builders as B
+from .checkpoint import REQUIRED_KEYS, load_model_state
+from .distributed import DistInfo
+from .trainer import Trainer
+
+
+def _load_weights(model: torch.nn.Module, path: Path) -> dict:
+    """Loads `path` into the model; returns the stored best metric ({} for a bare state dict)."""
+    obj = torch.load(path, map_location="cpu", weights_only=False)
+    if isinstance(obj, dict) and all(k in obj for k in REQUIRED_KEYS):
+        load_model_state(model, obj["model"], path)
+        return dict(obj["best"])
+    from ..models import load_pretrained
+
+    missing, _ = load_pretrained(model, str(path))
+    if missing:
+        raise ValueError(f"--ckpts '{path}' does not fit the model for testing: missing {len(missing)} "
+                         f"tensors, e.g. {missing[:5]}")
+    return {}
+
+
+def _gather_predictions(preds: Mapping[str, torch.Tensor], info: DistInfo) -> dict:
+    """Reassembles per-rank predictions (rank r holds samples r, r+W, ...) in dataset order."""
+    if not info.distributed:
+        return {k: v.numpy() for k, v in preds.items()}
+    parts = [None] * info.world_size
+    torch.distributed.all_gather_object(parts, {k: v.numpy() for k, v in preds.items()})
+    out = {}
+    for key in parts[0]:
+        n = sum(len(p[key]) for p in parts)
+        arr = np.empty((n,) + parts[0][key].shape[1:], dtype=parts[0][key].dtype)
+        for rank, p in enumerate(parts):
+            arr[rank::info.world_size] = p[key]
+        out[key] = arr
+    return out
+
+
+def evaluate_checkpoint(cfg: dict, args, info: DistInfo, setup: Callable, preflight: Callable) -> dict:
+    """setup: runner._setup; preflight: the context turning input errors into one message."""
+    out = Path(cfg["output_dir"]).expanduser().resolve()
+    with preflight():
+        path = B.resolve_path(args.ckpts) if args.ckpts else out / "ckpt-best.pth"
+        if not path.is_file():
+            raise FileNotFoundError(f"--test: checkpoint '{path}' not found (train first, or pass --ckpts)")
+        if args.vote < 1:
+            raise ValueError(f"--vote must be >= 1, got {args.vote}")
+        _, _, test_split = B.splits(cfg["dataset"])
+        dsets, task, model, _ = setup(cfg, info, [test_split], None)
+        stored = _load_weights(model, path)
+    trainer = Trainer(model, task, None, None, info, cfg)
+    loader = B.eval_loader(dsets[test_split], cfg["train"], info)
+    metrics, preds = trainer.evaluate(loader, votes=args.vote, collect=True)
+    preds = _gather_predictions(preds, info) if args.save_predictions else None
+    result = {"checkpoint": str(path), "split": test_split, "votes": args.vote, "metrics": metrics,
+              "stored_best": stored, "world_size": info.world_size}
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "test_results.json").write_text(json.dumps(result, indent=2))
+        if preds is not None:
+            np.savez_compressed(out / "predictions.npz", **preds)
+            result["predictions"] = str(out / "predictions.npz")
+        shown = ", ".join(f"{k} {v:.2f} %" for k, v in metrics.items())
+        print(f"test on '{test_split}' ({len(dsets[test_split])} samples, {args.vote} vote(s)) of {path}: {shown}")
+        if stored:
+            kept = ", ".join(f"{k} {stored[k]:.2f} %" for k in task.metric_keys if k in stored)
+            print(f"stored best (epoch {stored.get('epoch')}, split '{stored.get('split')}'): {kept}", flush=True)
+    return result

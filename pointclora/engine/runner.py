@@ -1,0 +1,243 @@
+"""`tools/train.py` behind the command line: fit (train + evaluate + checkpoints) and test.
+
+Output folder: config.yaml (resolved), ckpt-last.pth, ckpt-best.pth, metrics.csv, tb/,
+curves.png, results.json (best epoch, the split that selected it, test metrics, parameters)
+and, for adapter runs, adapter-best.safetensors (adapters + trainable head only).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from pathlib import Path
+from typing import Mapping
+
+import torch
+
+from ..config import get_by_dotted, load_config, save_config, set_by_dotted
+from . import builders as B
+from .checkpoint import atomic_save, load_checkpoint, load_model_state
+from .distributed import DistInfo, barrier, cleanup, init_distributed, wrap_model
+from .logging import RunLogger, plot_curves
+from .optim import build_optimizer, build_scheduler
+from .tasks import build_task
+from .trainer import Trainer, gather_rng_states
+
+
+class SetupError(Exception):
+    """Bad input found before training: one message, no traceback (tools/train.py exits 2)."""
+
+
+@contextlib.contextmanager
+def preflight():
+    """Turns the input errors of the set-up phase into a SetupError with their message."""
+    try:
+        yield
+    except SetupError:
+        raise
+    except (ValueError, KeyError, FileNotFoundError, TypeError, ImportError) as err:
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        raise SetupError(f"{type(err).__name__}: {msg}") from err
+
+
+def resolve_run_config(args) -> dict:
+    """Config file + --opts, then the dedicated flags (--seed, --output-dir, --ckpts) on top."""
+    cfg = load_config(args.config, args.opts)
+    if args.seed is not None:
+        set_by_dotted(cfg, "train.seed", int(args.seed))
+    if args.output_dir:
+        cfg["output_dir"] = str(args.output_dir)
+    cfg.setdefault("output_dir", str(Path("runs") / Path(args.config).stem))
+    if args.ckpts and not args.test:
+        cfg["ckpts"] = str(args.ckpts)
+    return cfg
+
+
+def main(args) -> dict:
+    """Runs fit or test in this process (one torchrun rank or the only process)."""
+    with preflight():
+        cfg = resolve_run_config(args)
+        info = init_distributed(args.device)
+    try:
+        return run_test(cfg, args, info) if args.test else run_fit(cfg, args, info)
+    finally:
+        cleanup()
+
+
+def _config_diff(old: Mapping, new: Mapping, prefix: str = "") -> list[str]:
+    keys = sorted(set(old) | set(new))
+    out = []
+    for k in keys:
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            out += _config_diff(a, b, f"{prefix}{k}.")
+        elif a != b and f"{prefix}{k}" not in ("output_dir", "ckpts"):
+            out.append(f"{prefix}{k}: {a!r} -> {b!r}")
+    return out
+
+
+def _setup(cfg: dict, info: DistInfo, split_names: list[str], ckpts: str | None):
+    """Datasets, task and model (+ pre-trained weights, + adapters), all checked before training."""
+    dsets = B.build_datasets(cfg["dataset"], info, split_names)
+    task = build_task(cfg["model"], dsets[split_names[0]])
+    B.set_seed(int(cfg["train"].get("seed", 0)))
+    model, adapter_cfg = B.build_model_with_adapters(cfg, ckpts)
+    return dsets, task, model.to(info.device), adapter_cfg
+
+
+def _build_trainer(cfg, task, model, adapter_cfg, info, steps_per_epoch: int) -> Trainer:
+    epochs = int(cfg["train"]["epochs"])
+    optimizer = build_optimizer(model, cfg["optimizer"])
+    scheduler = build_scheduler(optimizer, cfg.get("scheduler", {}), epochs)
+    coto = None
+    if adapter_cfg is not None and adapter_cfg.coto:
+        from ..adapters import CoToScheduler
+
+        coto = CoToScheduler(model, total_steps=epochs * steps_per_epoch, p_start=adapter_cfg.coto_p_start,
+                             ramp_fraction=adapter_cfg.coto_ramp_fraction, seed=adapter_cfg.seed)
+    ddp = wrap_model(model, info, find_unused=adapter_cfg is not None)
+    regularize = adapter_cfg is not None and adapter_cfg.sade_weight > 0
+    return Trainer(ddp, task, optimizer, scheduler, info, cfg, coto=coto, use_regularizer=regularize)
+
+
+def run_fit(cfg: dict, args, info: DistInfo) -> dict:
+    with preflight():
+        out = Path(cfg["output_dir"]).expanduser().resolve()
+        last_path, best_path = out / "ckpt-last.pth", out / "ckpt-best.pth"
+        if args.resume and not last_path.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint '{last_path}' (set --output-dir to the run's folder)")
+        train_split, val_split, test_split = B.splits(cfg["dataset"])
+        dsets, task, model, adapter_cfg = _setup(cfg, info, [train_split, val_split, test_split],
+                                                 None if args.resume else cfg.get("ckpts"))
+        B.set_seed(int(cfg["train"].get("seed", 0)) + info.rank)
+        steps = B.steps_per_epoch(dsets[train_split], cfg["train"], info)
+        trainer = _build_trainer(cfg, task, model, adapter_cfg, info, steps)
+        tl = B.train_loader(dsets[train_split], cfg["train"], info, trainer.loader_generator)
+        vl = B.eval_loader(dsets[val_split], cfg["train"], info)
+        if args.resume:
+            ckpt = load_checkpoint(last_path)
+            trainer.load_state_dict(ckpt, last_path)
+            diff = _config_diff(ckpt["config"], cfg)
+            if diff and info.is_main:
+                print(f"warning: config differs from the checkpoint's: {diff}", flush=True)
+    params = B.count_params(model)
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
+        _print_header(cfg, task, params, info, len(dsets[train_split]), len(dsets[val_split]), trainer.start_epoch)
+    log = RunLogger(out, info.is_main, trainer.start_epoch)
+    start = time.perf_counter()
+    stop = trainer.epochs if not args.max_epochs_this_run else min(trainer.epochs,
+                                                                    trainer.start_epoch + args.max_epochs_this_run)
+    for epoch in range(trainer.start_epoch, stop):
+        row = _fit_epoch(trainer, tl, vl, epoch, val_split, cfg)
+        state = trainer.state_dict(epoch + 1, gather_rng_states(info))
+        if info.is_main:
+            if row.pop("_improved", False):
+                atomic_save(state, best_path)
+            atomic_save(state, last_path)
+        else:
+            row.pop("_improved", None)
+        log.log_epoch(epoch + 1, row)
+        if info.is_main:
+            print(_epoch_line(epoch + 1, trainer.epochs, row), flush=True)
+    log.close()
+    barrier()
+    if stop < trainer.epochs:
+        if info.is_main:
+            print(f"stopped after epoch {stop}/{trainer.epochs} (--max-epochs-this-run); continue with --resume")
+        return {"stopped_at": stop, "best": trainer.best, "output_dir": str(out)}
+    return _finish(cfg, trainer, dsets, (train_split, val_split, test_split), params, adapter_cfg, out,
+                   time.perf_counter() - start, log.rows)
+
+
+def _fit_epoch(trainer: Trainer, tl, vl, epoch: int, val_split: str, cfg: Mapping) -> dict:
+    t0 = time.perf_counter()
+    lr = trainer.optimizer.param_groups[-1]["lr"]
+    row = trainer.train_one_epoch(tl, epoch)
+    trainer.scheduler.step()
+    row["lr"] = lr
+    if trainer.coto is not None:
+        row["coto/active_fraction"] = float(trainer.coto.active_fraction)
+    val_freq = int(cfg["train"].get("val_freq", 1))
+    if (epoch + 1) % val_freq == 0 or epoch + 1 == trainer.epochs:
+        metrics = trainer.evaluate(vl)
+        row.update({f"val/{k}": v for k, v in metrics.items()})
+        if trainer.improved(metrics):
+            trainer.best = {**metrics, "epoch": epoch + 1, "split": val_split}
+            row["_improved"] = True
+    row["epoch_time_s"] = time.perf_counter() - t0
+    return row
+
+
+def _epoch_line(epoch: int, epochs: int, row: Mapping) -> str:
+    parts = [f"epoch {epoch}/{epochs}", f"loss {row['train/loss']:.4f}", f"train acc {row['train/acc']:.2f}",
+             f"lr {row['lr']:.2e}"]
+    parts += [f"{k} {v:.2f}" for k, v in row.items() if k.startswith("val/")]
+    if "coto/active_fraction" in row:
+        parts.append(f"coto active {row['coto/active_fraction']:.2f}")
+    parts.append(f"{row['throughput']:.1f} samples/s, {row['epoch_time_s']:.1f} s")
+    return " | ".join(parts)
+
+
+def _print_header(cfg, task, params, info, n_train, n_val, start_epoch) -> None:
+    method = (cfg.get("adapter") or {}).get("method", "full fine-tuning") if cfg.get("adapter") else "full fine-tuning"
+    print(f"task {task.name} | model {cfg['model']['NAME']} | method {method} | dataset "
+          f"{cfg['dataset']['NAME']} ({n_train} train / {n_val} val samples) | device {info.device} x "
+          f"{info.world_size} | trainable {params['trainable']:,} / {params['total']:,} parameters"
+          + (f" | resuming after epoch {start_epoch}" if start_epoch else ""), flush=True)
+
+
+def _finish(cfg, trainer: Trainer, dsets, split_names, params, adapter_cfg, out: Path, seconds: float, rows) -> dict:
+    """Best weights -> adapter file and test metrics (when the test split differs), results.json, summary."""
+    info = trainer.info
+    _, val_split, test_split = split_names
+    best_path = out / "ckpt-best.pth"
+    barrier()
+    load_model_state(trainer.base, load_checkpoint(best_path)["model"], best_path)
+    test_metrics = {k: v for k, v in trainer.best.items() if k not in ("epoch", "split")}
+    if test_split != val_split:
+        test_metrics = trainer.evaluate(B.eval_loader(dsets[test_split], cfg["train"], info))
+    files = {"output_dir": str(out), "best": str(best_path), "last": str(out / "ckpt-last.pth"),
+             "config": str(out / "config.yaml"), "csv": str(out / "metrics.csv"), "tensorboard": str(out / "tb"),
+             "plot": str(out / "curves.png"), "results": str(out / "results.json")}
+    results = {"task": trainer.task.name, "best_epoch": trainer.best.get("epoch"), "selected_on": val_split,
+               "test_split": test_split, "best_val": trainer.best, "test": test_metrics,
+               "parameters": params, "train_time_s": seconds, "world_size": info.world_size, "files": files}
+    if info.is_main:
+        plot_curves(rows, out / "curves.png")
+        if adapter_cfg is not None:
+            from ..adapters import save_adapter
+
+            save_adapter(trainer.base, str(out / "adapter-best.safetensors"))
+            files["adapter"] = str(out / "adapter-best.safetensors")
+        (out / "results.json").write_text(json.dumps(results, indent=2))
+        print_summary(results, trainer.task)
+    barrier()
+    return results
+
+
+def print_summary(results: Mapping, task) -> None:
+    names = {"oa": "overall accuracy", "macc": "mean class accuracy", "ins_miou": "instance mIoU",
+             "cls_miou": "class mIoU", "acc": "point accuracy"}
+    sel, test = results["selected_on"], results["test_split"]
+    note = (" (no separate validation split: best epoch chosen on the test split, as in the public protocol)"
+            if sel == test else f"; metrics below are on '{test}'")
+    print("\n==== summary ====")
+    print(f"best epoch {results['best_epoch']} selected on split '{sel}'{note}")
+    print("  " + ", ".join(f"{names[k]} {results['test'][k]:.2f} %" for k in task.metric_keys))
+    p = results["parameters"]
+    print(f"trainable parameters: {p['trainable']:,} of {p['total']:,} ({100.0 * p['trainable'] / max(p['total'], 1):.2f} %)"
+          f"; adapter {p.get('adapter', 0):,}, head {p.get('head', 0):,}")
+    print(f"training time: {results['train_time_s']:.1f} s on {results['world_size']} process(es)")
+    print("outputs: " + ", ".join(f"{k} {v}" for k, v in results["files"].items()), flush=True)
+
+
+def run_test(cfg: dict, args, info: DistInfo) -> dict:
+    """Evaluates a checkpoint (default: <output_dir>/ckpt-best.pth) on the test split."""
+    from .evaluate import evaluate_checkpoint
+
+    return evaluate_checkpoint(cfg, args, info, _setup, preflight)
+
+
+__all__ = ["SetupError", "main", "resolve_run_config", "run_fit", "run_test", "print_summary", "get_by_dotted"]

@@ -1,0 +1,198 @@
+"""Fine-tuning loop: one epoch of training, evaluation with optional voting, and the run state.
+
+`Trainer` holds everything a checkpoint must restore (model, optimizer, scheduler, scaler,
+CoTo scheduler, RNG states, best metric) so that `--resume` continues a killed run exactly.
+The CLI entry points `fit` and `test` live in runner.py.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Mapping
+
+import torch
+
+from .checkpoint import load_model_state, rng_state, set_rng_state
+from .distributed import DistInfo, all_reduce_sum, unwrap
+from .logging import Throughput, progress
+from .metrics import reduce_meter
+from .tasks import scale_translate
+
+
+def amp_dtype(amp, device: torch.device) -> torch.dtype | None:
+    """train.amp: false | true | 'bf16' | 'fp16'. Mixed precision only on CUDA (None elsewhere)."""
+    if amp in (False, None, "none", "false", "fp32"):
+        return None
+    if amp not in (True, "bf16", "bfloat16", "fp16", "float16"):
+        raise ValueError(f"train.amp must be false, true, 'bf16' or 'fp16', got {amp!r}")
+    if device.type != "cuda":
+        return None
+    if amp in ("fp16", "float16"):
+        return torch.float16
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+class Trainer:
+    """Training state and loops for one run (a single process or one torchrun rank)."""
+
+    def __init__(self, model, task, optimizer, scheduler, info: DistInfo, cfg: Mapping, coto=None,
+                 use_regularizer: bool = False):
+        self.model = model  # possibly DDP-wrapped
+        self.task, self.optimizer, self.scheduler = task, optimizer, scheduler
+        self.info, self.cfg, self.coto = info, cfg, coto
+        self.use_regularizer = use_regularizer
+        train = cfg["train"]
+        self.epochs = int(train["epochs"])
+        self.grad_clip = train.get("grad_clip", 10.0)
+        self.log_every = int(train.get("log_every", 10))
+        self.seed = int(train.get("seed", 0))
+        self.dtype = amp_dtype(train.get("amp", False), info.device)
+        self.scaler = torch.amp.GradScaler(info.device.type, enabled=self.dtype == torch.float16)
+        self.loader_generator = torch.Generator()
+        self.start_epoch = 0
+        self.best: dict = {}
+        self.params = [p for p in unwrap(model).parameters() if p.requires_grad]
+
+    @property
+    def base(self) -> torch.nn.Module:
+        return unwrap(self.model)
+
+    def _loss(self, logits: torch.Tensor, batch: Mapping) -> torch.Tensor:
+        loss = self.base.loss(logits.float(), self.task.target(batch))
+        if isinstance(loss, (tuple, list)):
+            loss = loss[0]
+        if self.use_regularizer:
+            from ..adapters import adapter_regularization
+
+            loss = loss + adapter_regularization(self.base)
+        return loss
+
+    def _step(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.params, float(self.grad_clip))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.coto is not None:
+            self.coto.step()
+
+    def seed_epoch(self, loader, epoch: int) -> None:
+        """Order and worker seeds of epoch `epoch` depend only on (seed, epoch, rank)."""
+        loader.sampler.set_epoch(epoch)
+        self.loader_generator.manual_seed(self.seed * 1_000_003 + epoch * 1009 + self.info.rank)
+
+    def train_one_epoch(self, loader, epoch: int) -> dict:
+        """returns {'train/loss', 'train/acc', 'throughput'} averaged over all ranks."""
+        self.model.train()
+        self.seed_epoch(loader, epoch)
+        device = self.info.device
+        sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss*n, correct, n
+        meter = Throughput()
+        bar = progress(loader, epoch, self.epochs, self.info.is_main)
+        for step, batch in enumerate(bar):
+            batch = self.task.to_device(batch, device)
+            with autocast(device, self.dtype):
+                logits = self.task.forward(self.model, batch)
+            loss = self._loss(logits, batch)
+            self._step(loss)
+            n = self.task.count(batch)
+            sums[0] += loss.detach().double() * n
+            sums[1] += self.task.correct(logits.detach(), batch).double()
+            sums[2] += n
+            meter.add(n * self.info.world_size)
+            if self.info.is_main and (step % self.log_every == 0 or step == len(loader) - 1):
+                bar.set_postfix(loss=f"{loss.item():.4f}", samples_per_s=f"{meter.rate:.1f}")  # host sync: logging only
+        bar.close()
+        all_reduce_sum(sums)
+        count = max(sums[2].item(), 1.0)
+        return {"train/loss": sums[0].item() / count, "train/acc": 100.0 * sums[1].item() / count,
+                "throughput": meter.rate}
+
+    @torch.no_grad()
+    def evaluate(self, loader, votes: int = 1, collect: bool = False):
+        """Metrics on `loader` summed over ranks; votes > 1 averages softmax over extra passes with
+        scale-and-translate (Point-MAE's voting). returns metrics, or (metrics, predictions)."""
+        model, device = self.base, self.info.device
+        model.eval()
+        meter = self.task.new_meter(device)
+        gen = torch.Generator().manual_seed(self.seed + 7919 * self.info.rank)
+        preds: dict = {}
+        for batch in loader:
+            batch = self.task.to_device(batch, device)
+            logits = self._vote(model, batch, votes, gen)
+            self.task.update(meter, logits, batch)
+            if collect:
+                for k, v in self.task.predictions(logits, batch).items():
+                    preds.setdefault(k, []).append(v.cpu())
+        reduce_meter(meter, all_reduce_sum)
+        metrics = meter.compute()
+        if collect:
+            return metrics, {k: torch.cat(v) for k, v in preds.items()}
+        return metrics
+
+    def _vote(self, model, batch: Mapping, votes: int, gen: torch.Generator) -> torch.Tensor:
+        with autocast(self.info.device, self.dtype):
+            logits = self.task.forward(model, batch).float()
+        if votes <= 1:
+            return logits
+        probs = logits.softmax(-1)
+        for _ in range(votes - 1):
+            points = scale_translate(batch["points"], gen)
+            with autocast(self.info.device, self.dtype):
+                probs += self.task.forward(model, batch, points).float().softmax(-1)
+        return probs / votes
+
+    def improved(self, metrics: Mapping) -> bool:
+        key = self.task.select_key
+        return not self.best or metrics[key] > self.best[key]
+
+    def state_dict(self, epoch: int, rng_all: list) -> dict:
+        """Checkpoint after `epoch` finished epochs; rng_all: RNG states of every rank."""
+        return {
+            "model": self.base.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "coto": self.coto.state_dict() if self.coto is not None else None,
+            "epoch": epoch,
+            "best": dict(self.best),
+            "rng": rng_all,
+            "loader_generator": self.loader_generator.get_state(),
+            "config": self.cfg,
+            "task": self.task.name,
+        }
+
+    def load_state_dict(self, ckpt: Mapping, path) -> None:
+        """Restores a checkpoint written by `state_dict` (this rank's RNG state when present)."""
+        load_model_state(self.base, ckpt["model"], path)
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        if self.coto is not None:
+            if ckpt.get("coto") is None:
+                raise ValueError(f"checkpoint '{path}' has no CoTo state but adapter.coto is true")
+            self.coto.load_state_dict(ckpt["coto"])
+        self.start_epoch = int(ckpt["epoch"])
+        self.best = dict(ckpt["best"])
+        rngs = ckpt["rng"]
+        set_rng_state(rngs[self.info.rank] if self.info.rank < len(rngs) else rngs[0])
+        if ckpt.get("loader_generator") is not None:
+            self.loader_generator.set_state(ckpt["loader_generator"])
+
+
+def gather_rng_states(info: DistInfo) -> list:
+    """RNG states of every rank (rank order), for a checkpoint that resumes each rank exactly."""
+    state = rng_state()
+    if not info.distributed:
+        return [state]
+    out = [None] * info.world_size
+    torch.distributed.all_gather_object(out, state)
+    return out

@@ -1,0 +1,55 @@
+#!/usr/bin/env python
+"""Fine-tune or evaluate a point-cloud transformer (full fine-tuning, LoRA, CLoRA, CoTo).
+
+    python tools/train.py --config scanobjectnn_clora.yaml --ckpts pretrain.pth
+    python tools/train.py --config configs/demo_clora.yaml
+    torchrun --nproc_per_node 4 tools/train.py --config scanobjectnn_clora.yaml --ckpts pretrain.pth
+    python tools/train.py --config scanobjectnn_clora.yaml --test --vote 10
+
+`--config` takes a path or a bare file name looked up in configs/. Bad input (missing data
+or checkpoint, unknown model / adapter / dataset, a checkpoint that does not fit) stops with
+one message before training starts (exit status 2).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout too
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", required=True, help="YAML config: a path, or a file name in configs/")
+    p.add_argument("--ckpts", default=None,
+                   help="pre-trained backbone for training; with --test the checkpoint to evaluate")
+    p.add_argument("--resume", action="store_true", help="continue from <output_dir>/ckpt-last.pth")
+    p.add_argument("--test", action="store_true", help="evaluate <output_dir>/ckpt-best.pth (or --ckpts)")
+    p.add_argument("--vote", type=int, default=1, help="--test: passes averaged (scale-and-translate votes)")
+    p.add_argument("--seed", type=int, default=None, help="overrides train.seed")
+    p.add_argument("--output-dir", default=None, help="overrides output_dir")
+    p.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="config overrides, e.g. optimizer.lr=1e-4 model.depth=6")
+    p.add_argument("--save-predictions", action="store_true", help="--test: write predictions.npz")
+    p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
+    p.add_argument("--max-epochs-this-run", type=int, default=None,
+                   help="stop after this many epochs (the run continues later with --resume)")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from pointclora.engine.runner import SetupError
+    from pointclora.engine.runner import main as run
+
+    try:
+        run(args)
+    except SetupError as err:  # bad input found before training: one message, no traceback
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -48,12 +48,13 @@ def variant_file(variant: str, split: str) -> Path:
 
 
 def resolve_file(root: PathLike, variant: str, split: str) -> Path:
-    """Find the h5 file under root/h5_files/, root/ (= h5_files) or root (= the split folder)."""
+    """Find the h5 file under root/h5_files/, root/ (= h5_files), root/ScanObjectNN/h5_files/
+    (the demo layout) or root (= the split folder itself)."""
     root = Path(root).expanduser()
     if not root.exists():
         raise missing(root, "dataset root (expected a folder holding h5_files/)", NAME)
     rel = variant_file(variant, split)
-    candidates = [root / "h5_files" / rel, root / rel]
+    candidates = [root / "h5_files" / rel, root / rel, root / "ScanObjectNN" / "h5_files" / rel]
     if root.name == rel.parent.name:
         candidates.append(root / rel.name)
     for path in candidates:

@@ -181,7 +181,11 @@ class FPSSample(IndexTransform):
         if n < self.npoints:
             raise ValueError(f"FPSSample: cloud has {n} points, fewer than npoints={self.npoints}")
         xyz = points[..., 0:3].reshape(-1, n, 3).contiguous()  # (B, N, 3)
-        fps = cuda_ext.furthest_point_sample(xyz, min(self.pool, n)).long()  # (B, P)
+        if self.pool >= n:
+            # FPS of every point is only an ordering, which the random choice below discards
+            fps = torch.arange(n, device=points.device).expand(xyz.shape[0], n)  # (B, N)
+        else:
+            fps = cuda_ext.furthest_point_sample(xyz, self.pool).long()  # (B, P)
         keys = _rand(fps.shape, generator, fps.float())  # (B, P)
         choice = torch.argsort(keys, dim=-1)[:, : self.npoints]  # (B, M)
         idx = torch.gather(fps, 1, choice.to(fps.device))  # (B, M)

@@ -7,6 +7,16 @@ import torch
 
 from pointclora.models import build_model, load_pretrained
 
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: one intra-op thread avoids OpenMP contention on the shared 2-core machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 TINY = dict(trans_dim=48, depth=2, drop_path_rate=0.0, num_heads=2, group_size=8, num_group=16, encoder_dims=48)
 
 

@@ -27,3 +27,8 @@ inline at::Tensor furthest_point_sample(const at::Tensor& xyz, int64_t npoint, b
   }
   return furthest_point_sample_cpu(xyz, npoint, skip_near_origin);
 }
+
+// CPU only, for tests and benchmarks: method 0 = choose by size, 1 = plain O(N * npoint) loop,
+// 2 = exact bucket (kd-tree leaves) FPS. All methods return the same indices.
+at::Tensor furthest_point_sample_cpu_method(const at::Tensor& xyz, int64_t npoint, bool skip_near_origin,
+                                            int64_t method);

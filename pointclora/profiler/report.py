@@ -42,16 +42,16 @@ def _overview(r: ProfileResult) -> Section:
 
 
 def _shares(r: ProfileResult) -> Section:
-    rows = [[c, _g(v), _pct(v, r.macs)] for c, v in r.categories.items() if v]
-    rows += [[f"kind: {k}", _g(v), _pct(v, r.macs)] for k, v in r.kinds.items() if v]
-    return "forward MACs by category and by kind (ours)", ["part", "GMACs", "share"], rows
+    rows = [[c, _m(v), _pct(v, r.macs)] for c, v in r.categories.items() if v]
+    rows += [[f"kind: {k}", _m(v), _pct(v, r.macs)] for k, v in r.kinds.items() if v]
+    return "forward MACs by category and by kind (ours)", ["part", "MMACs", "share"], rows
 
 
 def _point_ops(r: ProfileResult) -> Section:
-    rows = [[o["op"], str(o["calls"]), _m(o["flops"]), _m(o["comparisons"]), _m(o["elements_moved"])]
+    rows = [[o["op"], str(o["calls"]), f"{o['flops']:,}", f"{o['comparisons']:,}", f"{o['elements_moved']:,}"]
             for o in r.point_ops]
     return ("point ops per sample, estimated from algorithmic operation counts",
-            ["op", "calls", "MFLOPs", "M comparisons", "M elements moved"], rows)
+            ["op", "calls", "FLOPs", "comparisons", "elements moved"], rows)
 
 
 def _latency(r: ProfileResult) -> Section:

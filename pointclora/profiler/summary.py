@@ -76,9 +76,9 @@ def profile_model(model: nn.Module, inputs: tuple, name: str = "model", groups: 
     if not isinstance(pts, torch.Tensor) or pts.dim() != 3 or pts.shape[-1] != 3:
         raise ValueError(f"inputs[0]: expected points (B, N, 3), got {getattr(pts, 'shape', type(pts))}")
     batch = pts.shape[0]
-    fwd = count_model(model, inputs)
-    train = count_model(model, inputs, backward=True) if any(p.requires_grad for p in model.parameters()) \
-        else fwd
+    # one run: its forward ops are exactly the inference forward's (eval mode either way)
+    trainable = any(p.requires_grad for p in model.parameters())
+    fwd = train = count_model(model, inputs, backward=trainable)
     cats = fwd.by("category")
     costs = point_ops_cost.summarize(fwd.point_op_calls)
     return ProfileResult(

@@ -99,7 +99,7 @@ def test_wrong_type_names_key_file_and_type(tmp_path, extra, key, expected):
 
 
 def test_error_in_base_file_names_the_base_file(tmp_path):
-    base = write(tmp_path / "base.yaml", MINIMAL + "train: {epochs: 3, batch_size: 4, num_workrs: 2}\n")
+    base = write(tmp_path / "base.yaml", MINIMAL.replace("batch_size: 4", "batch_size: 4, num_workrs: 2"))
     child = write(tmp_path / "child.yaml", "_base_: base.yaml\n")
     with pytest.raises(ConfigError, match="num_workrs") as err:
         load_config(child)
@@ -123,6 +123,12 @@ def test_missing_required_key_and_missing_files(tmp_path):
         load_config(write(tmp_path / "d.yaml", "_base_: nope.yaml\n"))
     with pytest.raises(FileNotFoundError, match="--config"):
         load_config(tmp_path / "absent.yaml")
+
+
+def test_duplicate_key_is_an_error(tmp_path):
+    path = write(tmp_path / "c.yaml", MINIMAL + "train: {epochs: 1}\n")
+    with pytest.raises(ConfigError, match=r"c.yaml.*duplicate key 'train'"):
+        load_config(path)
 
 
 def test_base_cycle_is_reported(tmp_path):

@@ -9,6 +9,7 @@ import io
 import os
 import pickle
 import tempfile
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Optional, Sequence
@@ -27,7 +28,9 @@ def read_text_points(path: PathLike, columns: int, delimiter: Optional[str], dat
     """
     path = require_file(Path(path), "point file", dataset)
     try:
-        data = np.loadtxt(path, delimiter=delimiter, dtype=np.float32, ndmin=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": reported below
+            data = np.loadtxt(path, delimiter=delimiter, dtype=np.float32, ndmin=2)
     except ValueError as err:  # non-numeric token or ragged rows
         raise malformed(path, f"not a numeric table of {columns} columns ({err})", dataset) from None
     if data.shape[0] == 0:
@@ -138,7 +141,7 @@ def safe_pickle_load(path: PathLike, dataset: str):
     try:
         return RestrictedUnpickler(io.BytesIO(data), str(path)).load()
     except pickle.UnpicklingError as err:
-        raise malformed(path, f"unsafe or corrupt pickle ({err})", dataset) from None
+        raise malformed(path, f"unsafe, truncated or corrupt pickle ({err})", dataset) from None
     except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as err:
         raise malformed(path, f"truncated or corrupt pickle ({type(err).__name__}: {err})", dataset) from None
 

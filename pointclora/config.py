@@ -75,6 +75,7 @@ SCHEMA: dict = {
         "train_transforms": (list, NoneType), "fps_pool": (int, NoneType), "format": str,
         "cache_points": int, "sample_seed": (int, NoneType), "generate_demo": (str, NoneType),
         "train_split": str, "val_split": (str, NoneType), "test_split": str,
+        "file_list": (str, NoneType),  # PointCloudFolder: names of a split's files
     },
     "train": {
         "epochs": int, "batch_size": int, "val_batch_size": int, "val_freq": int,

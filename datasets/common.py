@@ -75,7 +75,7 @@ def find_root(root: PathLike, folder: str, marker: str, dataset: str) -> Path:
     for candidate in (root, root / folder):
         if (candidate / marker).exists():
             return candidate
-    raise missing(root, f"{marker} (looked in {root} and {root / folder})", dataset)
+    raise FileNotFoundError(f"{marker} not found: looked for {root / marker} and {root / folder / marker}.{hint(dataset)}")
 
 
 def check_choice(name: str, value: str, choices: Sequence[str]) -> str:

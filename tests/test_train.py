@@ -104,9 +104,20 @@ def test_fit_writes_outputs_and_loss_goes_down(runs, task, adapter):
     key = "val/oa" if task == "cls" else "val/ins_miou"
     assert results["best_val"][key.split("/")[1]] == max(r[key] for r in rows)
     params = results["parameters"]
-    assert (params["trainable"] < params["total"] / 2) == (adapter != "full")
+    assert (params["trainable"] < params["total"]) == (adapter != "full")
     if adapter == "clora_coto":
         assert 0 < rows[0]["coto/active_fraction"] <= 1 and params["adapter"] > 0
+
+
+def same(a, b) -> bool:
+    """Exact, recursive equality of nested dicts / lists / tensors / numbers."""
+    if torch.is_tensor(a) or torch.is_tensor(b):
+        return torch.is_tensor(a) and torch.is_tensor(b) and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return a == b
 
 
 def _strip_timing(rows):
@@ -127,7 +138,8 @@ def test_resume_after_kill_equals_straight_run(runs, data, tmp_path, task):
     assert a["model"].keys() == b["model"].keys()
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
-    assert a["best"] == b["best"] and a["coto"] == b["coto"]
+    assert a["best"] == b["best"] and same(a["coto"], b["coto"]) and same(a["optimizer"], b["optimizer"])
+    assert same(a["scheduler"], b["scheduler"]) and same(a["rng"][0]["torch"], b["rng"][0]["torch"])
     assert _strip_timing(read_csv(straight / "metrics.csv")) == _strip_timing(read_csv(out / "metrics.csv"))
 
 

@@ -48,7 +48,7 @@ class ClassificationTask:
         return (logits.argmax(-1) == self.target(batch)).sum()
 
     def count(self, batch: Mapping) -> int:
-        return batch["label"].shape[0]
+        return batch["points"].shape[0]
 
     def new_meter(self, device) -> ClassificationMeter:
         return ClassificationMeter(self.num_classes, device)

@@ -87,6 +87,15 @@ SCHEMA: dict = {
     "output_dir": str,
     "ckpts": (str, NoneType),
 }
+# value ranges: (minimum, inclusive); sizes must be positive, counts non-negative
+MINIMUM = {
+    **{f"model.{k}": (1, True) for k in ("trans_dim", "depth", "num_heads", "group_size", "num_group",
+                                          "encoder_dims", "cls_dim", "num_categories")},
+    **{f"train.{k}": (1, True) for k in ("epochs", "batch_size", "val_batch_size", "val_freq", "log_every")},
+    "train.num_workers": (0, True), "dataset.npoints": (1, True), "model.drop_path_rate": (0, True),
+    "optimizer.lr": (0, False), "optimizer.weight_decay": (0, True), "scheduler.warmup_epochs": (0, True),
+    "scheduler.min_lr": (0, True), "scheduler.warmup_lr": (0, True),
+}
 OPTIONAL_SECTIONS = ("adapter",)  # `adapter: null` in a child config means full fine-tuning
 REQUIRED = ("model.NAME", "dataset.NAME", "train.epochs", "train.batch_size", "optimizer.lr")
 
@@ -227,6 +236,10 @@ def validate(cfg: Mapping, sources: Mapping | None = None, schema: Mapping = SCH
             raise ConfigError(
                 f"{where}: key '{dotted}' must be {_type_name(expected)}, got {type(value).__name__} {value!r}"
             )
+        elif dotted in MINIMUM and value is not None:
+            low, inclusive = MINIMUM[dotted]
+            if value < low or (value == low and not inclusive):
+                raise ConfigError(f"{where}: key '{dotted}' must be {'>=' if inclusive else '>'} {low}, got {value!r}")
     if not prefix:
         for key in REQUIRED:
             if get_by_dotted(cfg, key) is None:

@@ -87,6 +87,8 @@ def test_unknown_key_names_key_and_file(tmp_path, extra, key):
         ("model: {depth: true}\n", "model.depth", "int"),
         ("optimizer: {lr: fast}\n", "optimizer.lr", "int or float"),
         ("train: 3\n", "train", "mapping"),
+        ("model: {depth: 0}\n", "model.depth", ">= 1"),
+        ("optimizer: {lr: 0.0}\n", "optimizer.lr", "> 0"),
     ],
 )
 def test_wrong_type_names_key_file_and_type(tmp_path, extra, key, expected):

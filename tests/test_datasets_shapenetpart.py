@@ -28,12 +28,13 @@ def write_layout(folder: Path) -> Path:
     folder.mkdir(parents=True)
     (folder / "synsetoffset2category.txt").write_text("".join(f"{c}\t{SYNSETS[c]}\n" for c in CATEGORIES))
     lists = {split: [] for split in COUNTS}
+    seed = 0
     for category in USED:
         (folder / SYNSETS[category]).mkdir()
         for split, count in COUNTS.items():
             for i in range(count):
-                token = f"{split}{category.lower()}{i:02d}"
-                table = shape_table(hash(token) % 1000, category)
+                token, seed = f"{split}{category.lower()}{i:02d}", seed + 1
+                table = shape_table(seed, category)
                 (folder / SYNSETS[category] / f"{token}.txt").write_text(format_rows(table, "%.6f", " "))
                 lists[split].append(f"shape_data/{SYNSETS[category]}/{token}")
     (folder / "train_test_split").mkdir()

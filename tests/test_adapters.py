@@ -5,14 +5,12 @@ import math
 import pytest
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from pointclora.adapters import (
     AdapterConfig,
     AdapterLayer,
     CLoRABank,
     CLoRALinear,
-    CoToScheduler,
     LoRALinear,
     adapter_layers,
     adapter_regularization,
@@ -407,121 +405,3 @@ def test_adapter_regularization_is_weighted_sade_and_trains_q():
     reg.backward()
     assert all(m.clora_Q.grad.abs().sum() > 0 for m in layers) and model.clora_banks["input_8x8"].D.grad is not None
     assert adapter_regularization(adapted(method="lora")).item() == 0.0
-
-
-# ---------------------------------------------------------------------------------------- CoTo
-
-
-def coto_model(depth=12, method="lora"):
-    """Two adapters (attn.qkv, mlp.fc1) in each of `depth` blocks."""
-    cfg = AdapterConfig(method=method, rank=2, num_bases=2, target_modules=["attn.qkv", "mlp.fc1"])
-    return apply_adapters(make_model(dim=4, depth=depth), cfg)
-
-
-def expected_fraction(p, groups):
-    """E[active fraction] when one random block is switched on whenever the draw leaves all off."""
-    return p + (1 - p) ** groups / groups
-
-
-def test_coto_fraction_follows_the_schedule_and_is_never_all_off():
-    model = coto_model(depth=12)
-    sched = CoToScheduler(model, total_steps=4000, p_start=0.0, ramp_fraction=0.75, seed=3)
-    assert sched.probability == 0.0 and sched.active_fraction == 1 / 12  # p = 0: exactly one block stays on
-    fractions, probs = [], []
-    for _ in range(4000):
-        fractions.append(sched.active_fraction)
-        probs.append(sched.probability)
-        assert any(m.coto_active for _, m in adapter_layers(model))
-        sched.step()
-    fractions, probs = torch.tensor(fractions), torch.tensor(probs)
-    for lo in range(0, 3000, 500):  # windows along the ramp (3000 steps)
-        expected = expected_fraction(probs[lo:lo + 500], 12).mean()
-        assert abs(fractions[lo:lo + 500].mean() - expected) < 0.03
-    assert probs[3000] == 1.0 and torch.all(fractions[3000:] == 1.0)
-    assert probs[1500].item() == pytest.approx(0.5)
-
-
-def test_coto_mask_is_fixed_between_steps_and_blockwise():
-    model = coto_model(depth=12).train()
-    sched = CoToScheduler(model, total_steps=100, p_start=0.3, seed=1)
-    flags = [m.coto_active for _, m in adapter_layers(model)]
-    assert flags[0::2] == flags[1::2] == sched.mask.tolist()  # qkv and fc1 of a block share the draw
-    assert sched.group_names == [f"blocks.blocks.{i}" for i in range(12)]
-    x = points()
-    randomise_adapters(model)
-    out1, out2 = model(x), model(x)
-    assert [m.coto_active for _, m in adapter_layers(model)] == flags
-    torch.testing.assert_close(out1, out2, atol=0, rtol=0)
-
-
-@pytest.mark.parametrize("method", ["lora", "clora"])
-def test_inactive_adapter_gets_no_gradient_and_eval_is_all_on(method):
-    model = coto_model(depth=12, method=method)
-    randomise_adapters(model)
-    x = points()
-    model.eval()
-    all_on = model(x)
-    sched = CoToScheduler(model, total_steps=10, p_start=0.0, seed=0)  # exactly one block on
-    model.train()
-    model.cls_head_finetune[1].eval()  # keep BatchNorm statistics fixed
-    model(x).sum().backward()
-    own = "lora_B" if method == "lora" else "clora_Q"
-    on = [getattr(m, own).grad is not None for _, m in adapter_layers(model)]
-    assert on == [m.coto_active for _, m in adapter_layers(model)] and sum(on) == 2
-    model.eval()
-    torch.testing.assert_close(model(x), all_on, atol=0, rtol=0)
-    assert sched.active_fraction == 1 / 12
-
-
-def test_switched_off_adapters_do_no_compute():
-    base = make_model(dim=16)
-    model = apply_adapters(copy.deepcopy(base), AdapterConfig(method="clora")).train()
-    base.train()
-    x = points()
-
-    def flops(m):
-        with FlopCounterMode(display=False) as counter:
-            m(x)
-        return counter.get_total_flops()
-
-    for _, layer in adapter_layers(model):
-        layer.coto_active = False
-    assert flops(model) == flops(base)
-    for _, layer in adapter_layers(model):
-        layer.coto_active = True
-    assert flops(model) > flops(base)
-
-
-def test_coto_resume_continues_exactly():
-    model = coto_model(depth=12)
-    a = CoToScheduler(model, total_steps=50, p_start=0.1, seed=7)
-    for _ in range(10):
-        a.step()
-    state = a.state_dict()
-    masks_a = []
-    for _ in range(10):
-        a.step()
-        masks_a.append(a.mask.tolist())
-    b = CoToScheduler(model, total_steps=50, p_start=0.1, seed=99)
-    b.load_state_dict(state)
-    assert b.t == 10 and b.mask.tolist() == state["mask"].tolist()
-    assert [m.coto_active for _, m in adapter_layers(model)][::2] == state["mask"].tolist()
-    masks_b = []
-    for _ in range(10):
-        b.step()
-        masks_b.append(b.mask.tolist())
-    assert masks_a == masks_b
-    with pytest.raises(KeyError, match="generator"):
-        b.load_state_dict({k: v for k, v in state.items() if k != "generator"})
-
-
-def test_coto_same_seed_same_masks_and_errors():
-    m1, m2 = coto_model(depth=12), coto_model(depth=12)
-    s1, s2 = CoToScheduler(m1, 20, seed=5), CoToScheduler(m2, 20, seed=5)
-    for _ in range(5):
-        s1.step(), s2.step()
-        assert s1.mask.tolist() == s2.mask.tolist()
-    with pytest.raises(ValueError, match="total_steps"):
-        CoToScheduler(m1, 0)
-    with pytest.raises(ValueError, match="no adapter layers"):
-        CoToScheduler(make_model(), 10)

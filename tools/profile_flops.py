@@ -9,7 +9,8 @@
 
 Counts are per sample, on the real module graph (torch dispatch + module hooks), with the
 conventions printed under every table. `--config` takes a path or a file name in configs/;
-in `--compare`, `NAME:merged` profiles NAME with its adapters merged.
+in `--compare`, `NAME:merged` profiles NAME with its adapters merged and `NAME+KEY=VALUE`
+adds overrides to that row only (e.g. `modelnet40_full.yaml+adapter.method=lora+adapter.rank=8`).
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--config", help="YAML config: a path, or a file name in configs/")
-    src.add_argument("--compare", nargs="+", metavar="CONFIG[:merged]", help="one table row per config")
+    src.add_argument("--compare", nargs="+", metavar="CONFIG[:merged][+KEY=VALUE]",
+                     help="one table row per config")
     p.add_argument("--points", type=int, default=None, help="points per cloud (default: dataset.npoints)")
     p.add_argument("--batch", type=int, default=1, help="batch size (counts are per sample; latency uses it)")
     merge = p.add_mutually_exclusive_group()
@@ -40,24 +42,30 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _split_merged(spec: str, merged: bool):
-    if spec.endswith(":merged"):
-        return spec[: -len(":merged")], True
-    return spec, merged
+def parse_spec(spec: str, merged: bool):
+    """'NAME[:merged][+key=value...]' -> (name, merged, extra overrides, row label)."""
+    name, *extra = spec.split("+")
+    if name.endswith(":merged"):
+        name, merged = name[: -len(":merged")], True
+    for opt in extra:
+        if "=" not in opt:
+            raise ValueError(f"--compare: override {opt!r} in {spec!r} is not KEY=VALUE")
+    label = Path(name).stem + "".join(f" {o}" for o in extra)
+    return name, merged, extra, label
 
 
 def profile_one(spec: str, args: argparse.Namespace, merged: bool):
     from pointclora.config import load_config
     from pointclora.profiler.summary import profile_config
 
-    name, merged = _split_merged(spec, merged)
-    cfg = load_config(name, args.opts)
+    name, merged, extra, label = parse_spec(spec, merged)
+    cfg = load_config(name, list(args.opts) + extra)
     if merged and not cfg.get("adapter"):
         if args.compare:  # a full fine-tuning row in a --merged comparison
             merged = False
         else:
             raise ValueError(f"--merged: config '{name}' has no 'adapter' section, nothing to merge")
-    result = profile_config(cfg, Path(name).stem, points=args.points, batch=args.batch, merged=merged,
+    result = profile_config(cfg, label, points=args.points, batch=args.batch, merged=merged,
                             per_module=args.per_module)
     if args.latency:
         result.latency = _latency(cfg, args, merged)

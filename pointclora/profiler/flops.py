@@ -31,7 +31,8 @@ REGION_OF_CHILD = {
     "pos_embed": "positional embedding", "pos_embedding": "positional embedding",
     "blocks": "transformer blocks", "norm": "transformer blocks", "transformer": "transformer blocks",
     "cls_head_finetune": "head", "head": "head", "seg_head": "head", "propagation": "head",
-    "label_conv": "head", "convs": "head",
+    "label_conv": "head", "convs1": "head", "convs2": "head", "convs3": "head", "bns1": "head",
+    "bns2": "head", "propagation_0": "head", "dp1": "head", "relu": "head",
 }
 LAYER_TYPES = (nn.Linear, nn.modules.conv._ConvNd)
 _SKIP = {torch.ops.aten.size.default, torch.ops.aten.stride.default, torch.ops.aten.numel.default,
@@ -121,8 +122,8 @@ class _ModuleStack:
         top = names[0].split(".")[0]
         if top in REGION_OF_CHILD:
             return REGION_OF_CHILD[top]
-        for key, cat in (("head", "head"), ("block", "transformer blocks"), ("embed", "patch encoder"),
-                         ("encoder", "patch encoder")):
+        for key, cat in (("head", "head"), ("propagation", "head"), ("block", "transformer blocks"),
+                         ("embed", "patch encoder"), ("encoder", "patch encoder")):
             if key in top:
                 return cat
         return "other"

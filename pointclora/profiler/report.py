@@ -24,6 +24,11 @@ def _pct(x: float, total: float) -> str:
     return f"{100.0 * x / total:.1f}%" if total else "-"
 
 
+def _train(r: ProfileResult, x: int) -> str:
+    """Merged adapters are an inference-time form: a training step of it is not meaningful."""
+    return "- (merged: inference only)" if r.mode == "merged" else _g(x)
+
+
 def _overview(r: ProfileResult) -> Section:
     p = r.params
     rows = [["parameters total / trainable (M)", f"{_m(p['total'])} / {_m(p['trainable'])}"]]
@@ -33,9 +38,9 @@ def _overview(r: ProfileResult) -> Section:
         ["forward GMACs (ours)", _g(r.macs)],
         ["forward GFLOPs (ours, 2 x MACs)", _g(r.flops)],
         ["forward GMACs (thop-style, Linear/Conv only)", _g(r.thop_macs)],
-        ["training step GFLOPs (forward + backward)", _g(r.train_flops)],
-        ["  of which backward GFLOPs", _g(2 * r.train_backward_macs)],
-        ["FPS + kNN MFLOPs (estimated, not in totals)", _m(r.point_ops_flops)],
+        ["training step GFLOPs (forward + backward)", _train(r, r.train_flops)],
+        ["  of which backward GFLOPs", _train(r, 2 * r.train_backward_macs)],
+        ["point ops MFLOPs (FPS, kNN, ...: estimated, not in totals)", _m(r.point_ops_flops)],
     ]
     title = f"{r.name}: {r.points} points, {r.groups if r.groups is not None else '?'} groups, {r.mode}, per sample"
     return title, ["quantity", "value"], rows
@@ -118,9 +123,9 @@ def format_sections(secs: List[Section], results: Sequence[ProfileResult], fmt: 
 
 def compare_section(results: Sequence[ProfileResult]) -> Section:
     headers = ["config", "mode", "points", "params (M)", "trainable (M)", "GMACs ours", "GFLOPs ours",
-               "GMACs thop-style", "adapters GMACs", "train-step GFLOPs", "FPS+kNN MFLOPs"]
+               "GMACs thop-style", "adapters GMACs", "train-step GFLOPs", "point-op MFLOPs (est.)"]
     rows = [[r.name, r.mode, str(r.points), _m(r.params["total"]), _m(r.params["trainable"]), _g(r.macs),
-             _g(r.flops), _g(r.thop_macs), _g(r.categories.get("adapters", 0)), _g(r.train_flops),
+             _g(r.flops), _g(r.thop_macs), _g(r.categories.get("adapters", 0)), _train(r, r.train_flops).split(" ")[0],
              _m(r.point_ops_flops)] for r in results]
     return "comparison, per sample", headers, rows
 

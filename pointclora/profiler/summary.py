@@ -112,7 +112,7 @@ def build_from_config(cfg: Mapping, merged: bool = False) -> nn.Module:
 
 
 def example_inputs(cfg: Mapping, batch: int, points: Optional[int]) -> tuple:
-    """(points (B, N, 3),) plus a one-hot category (B, num_categories) for part segmentation."""
+    """(points (B, N, 3),) plus category labels (B,) int64 for part segmentation (num_categories)."""
     n = int(points or cfg.get("dataset", {}).get("npoints") or 0)
     if n < 1:
         raise ValueError("--points: not given and the config has no dataset.npoints")
@@ -120,9 +120,8 @@ def example_inputs(cfg: Mapping, batch: int, points: Optional[int]) -> tuple:
         raise ValueError(f"--batch: expected >= 1, got {batch}")
     gen = torch.Generator().manual_seed(0)
     pts = torch.rand(batch, n, 3, generator=gen) * 2 - 1  # (B, N, 3) in the unit cube
-    num_categories = cfg.get("model", {}).get("num_categories")
-    if num_categories:
-        return pts, torch.eye(num_categories)[torch.zeros(batch, dtype=torch.long)]  # (B, num_categories)
+    if cfg.get("model", {}).get("num_categories"):
+        return pts, torch.zeros(batch, dtype=torch.long)  # (B,) object category
     return (pts,)
 
 

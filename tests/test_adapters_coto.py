@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from pointclora.adapters import AdapterConfig, CoToScheduler, adapter_layers, apply_adapters
+from pointclora.adapters import AdapterConfig, CoToScheduler, adapter_layers, adapter_regularization, apply_adapters
 from pointclora.models import build_model
 
 TINY = dict(NAME="PointMAE", trans_dim=16, encoder_dims=16, depth=12, drop_path_rate=0.0, cls_dim=5, num_heads=2,
@@ -32,7 +32,7 @@ def randomise_adapters(model, seed=2, std=0.3):
 
 def coto_model(depth=12, method="lora"):
     """Two adapters (attn.qkv, mlp.fc1) in each of `depth` blocks."""
-    cfg = AdapterConfig(method=method, rank=2, num_bases=2, target_modules=["attn.qkv", "mlp.fc1"])
+    cfg = AdapterConfig(method=method, rank=2, num_bases=2, sade_weight=0.5, target_modules=["attn.qkv", "mlp.fc1"])
     return apply_adapters(make_model(depth), cfg)
 
 
@@ -83,7 +83,9 @@ def test_inactive_adapter_gets_no_gradient_and_eval_is_all_on(method):
     sched = CoToScheduler(model, total_steps=10, p_start=0.0, seed=0)  # exactly one block on
     model.train()
     model.cls_head_finetune.eval()  # keep BatchNorm statistics fixed, no dropout
-    model(x).sum().backward()
+    reg = adapter_regularization(model)  # SADE skips switched-off LRMs too
+    assert (reg > 0) == (method == "clora")
+    (model(x).sum() + reg).backward()
     own = "lora_B" if method == "lora" else "clora_Q"
     on = [getattr(m, own).grad is not None for _, m in adapter_layers(model)]
     assert on == [m.coto_active for _, m in adapter_layers(model)] and sum(on) == 2

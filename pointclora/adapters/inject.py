@@ -127,11 +127,14 @@ def _adapter_param_names(model: nn.Module) -> List[str]:
 
 
 def adapter_regularization(model: nn.Module) -> torch.Tensor:
-    """sade_weight * SADE for CLoRA, a zero scalar for LoRA / none. Add it to the task loss."""
+    """sade_weight * SADE for CLoRA, a zero scalar for LoRA / none. Add it to the task loss.
+
+    Only adapters that are on enter the mean, so an adapter CoTo switched off gets no gradient.
+    """
     config = get_adapter_config(model)
     if config is None:
         raise ValueError(f"{type(model).__name__} has no adapters: call apply_adapters first")
-    clora = [m for _, m in adapter_layers(model) if isinstance(m, CLoRALinear)]
+    clora = [m for _, m in adapter_layers(model) if isinstance(m, CLoRALinear) and m.adapter_is_on()]
     if not clora or config.sade_weight == 0:
         ref = next(model.parameters())
         return ref.new_zeros(())

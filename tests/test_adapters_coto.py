@@ -146,3 +146,18 @@ def test_coto_same_seed_same_masks_and_errors():
         CoToScheduler(m1, 0)
     with pytest.raises(ValueError, match="no adapter layers"):
         CoToScheduler(make_model(depth=1), 10)
+
+
+def test_coto_under_torch_distributed_broadcasts_the_mask(tmp_path):
+    import torch.distributed as dist
+
+    model = coto_model(depth=12)
+    reference = CoToScheduler(copy.deepcopy(model), total_steps=20, seed=4)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        sched = CoToScheduler(model, total_steps=20, seed=4)
+        for _ in range(5):
+            assert sched.mask.tolist() == reference.mask.tolist()
+            sched.step(), reference.step()
+    finally:
+        dist.destroy_process_group()

@@ -5,6 +5,7 @@ dataset name, a checkpoint that does not fit) runs here, before the first traini
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import random
@@ -74,21 +75,35 @@ def _generate_demo(cfg_dataset: Mapping, info: DistInfo) -> None:
     barrier()
 
 
-def build_datasets(cfg_dataset: Mapping, info: DistInfo, names: list[str]) -> dict:
-    """{split: dataset} for the given split names; generates demo data first when asked."""
+def _eval_kwargs(kwargs: dict) -> dict:
+    """Evaluation splits sample points per index from a fixed seed when the dataset supports it
+    (ShapeNetPart's `sample_seed`), so metrics repeat exactly whatever the number of ranks."""
+    from ..datasets import DATASETS
+
+    cls = DATASETS.get(kwargs.get("NAME"))
+    if cls is not None and "sample_seed" in inspect.signature(cls.__init__).parameters:
+        return {**kwargs, "sample_seed": kwargs.get("sample_seed") if kwargs.get("sample_seed") is not None else 0}
+    return kwargs
+
+
+def build_datasets(cfg_dataset: Mapping, info: DistInfo, names: list[str], train_split: str | None = None) -> dict:
+    """{split: dataset} for the given split names (`train_split` gets the training transforms and
+    random sampling; the others are evaluation splits); generates demo data first when asked."""
     from ..datasets import build_dataset
 
-    kwargs = dataset_kwargs(cfg_dataset)
     out: dict = {}
     for split in dict.fromkeys(names):
+        if split in out:
+            continue
         try:
-            out[split] = build_dataset(kwargs, split)
+            kwargs = dataset_kwargs(cfg_dataset)
+            out[split] = build_dataset(kwargs if split == train_split else _eval_kwargs(kwargs), split)
         except FileNotFoundError:
             if not cfg_dataset.get("generate_demo") or out:
                 raise
             _generate_demo(cfg_dataset, info)
             kwargs = dataset_kwargs(cfg_dataset)  # the root exists now
-            out[split] = build_dataset(kwargs, split)
+            out[split] = build_dataset(kwargs if split == train_split else _eval_kwargs(kwargs), split)
     return out
 
 

@@ -76,9 +76,9 @@ def _config_diff(old: Mapping, new: Mapping, prefix: str = "") -> list[str]:
     return out
 
 
-def _setup(cfg: dict, info: DistInfo, split_names: list[str], ckpts: str | None):
+def _setup(cfg: dict, info: DistInfo, split_names: list[str], ckpts: str | None, train_split: str | None = None):
     """Datasets, task and model (+ pre-trained weights, + adapters), all checked before training."""
-    dsets = B.build_datasets(cfg["dataset"], info, split_names)
+    dsets = B.build_datasets(cfg["dataset"], info, split_names, train_split)
     task = build_task(cfg["model"], dsets[split_names[0]])
     B.set_seed(int(cfg["train"].get("seed", 0)))
     model, adapter_cfg = B.build_model_with_adapters(cfg, ckpts)
@@ -108,7 +108,7 @@ def run_fit(cfg: dict, args, info: DistInfo) -> dict:
             raise FileNotFoundError(f"--resume: no checkpoint '{last_path}' (set --output-dir to the run's folder)")
         train_split, val_split, test_split = B.splits(cfg["dataset"])
         dsets, task, model, adapter_cfg = _setup(cfg, info, [train_split, val_split, test_split],
-                                                 None if args.resume else cfg.get("ckpts"))
+                                                 None if args.resume else cfg.get("ckpts"), train_split)
         B.set_seed(int(cfg["train"].get("seed", 0)) + info.rank)
         steps = B.steps_per_epoch(dsets[train_split], cfg["train"], info)
         trainer = _build_trainer(cfg, task, model, adapter_cfg, info, steps)

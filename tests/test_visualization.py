@@ -6,7 +6,9 @@ from pointclora.visualization import views
 from pointclora.visualization.camera import fixed_camera
 from pointclora.visualization.colors import BACKGROUND, WRONG, label_colors, palette
 from pointclora.visualization.compose import figure_size
-from pointclora.visualization.render import choose_backend, render_panel_numpy, render_panels, render_scene
+from pointclora.visualization.render import (
+    choose_backend, render_panel_numpy, render_panels, render_scene, scene_cameras,
+)
 from pointclora.visualization.scene import Layer, Panel, Scene
 
 SIZE = 160  # panel pixels: small, the tests share 2 cores
@@ -81,10 +83,11 @@ def test_numpy_fallback_matches_open3d_pixels():
 
 
 def _panel_checks(scene: Scene, images) -> None:
-    for panel, img in zip(scene.panels, images):
-        cam = fixed_camera(panel.all_points(), SIZE, SIZE, up=scene.up)
+    for panel, img, cam in zip(scene.panels, images, scene_cameras(scene, SIZE)):
         uv = np.floor(cam.project(panel.all_points())[0] + 0.5).astype(int)  # (N, 2) pixel of every point
-        covered = (img[uv[:, 1].clip(0, SIZE - 1), uv[:, 0].clip(0, SIZE - 1)] != BG).any(-1)
+        uv = uv[((uv >= 0) & (uv < SIZE)).all(1)]  # a shared camera may leave stray predictions out of frame
+        assert len(uv) > 0.5 * len(panel.all_points()), panel.title
+        covered = (img[uv[:, 1], uv[:, 0]] != BG).any(-1)
         assert covered.mean() > 0.97, panel.title  # a point lands wherever the cloud projects
         assert (img == BG).all(-1).mean() > 0.3, panel.title  # and not everywhere
 
@@ -144,7 +147,7 @@ def test_confidently_wrong_order():
     probs[1, 2], probs[2, 1], probs[3, 1] = 0.5, 0.9, 0.7
     idx, conf = views.select_confidently_wrong(label, pred, probs, 2)
     assert idx.tolist() == [2, 3] and conf.tolist() == [0.9, 0.7]
-    assert views.select_confidently_wrong(label, pred, None, 5)[0].tolist() == [1, 2, 3]
+    assert views.select_confidently_wrong(label, pred, None, 5)[0].tolist() == [3, 1, 2]  # one per true class
     with pytest.raises(ValueError, match="every sample"):
         views.select_confidently_wrong(label, label, probs, 2)
 

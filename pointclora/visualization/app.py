@@ -20,10 +20,10 @@ VIEWS = ("cloud", "patches", "partseg", "grid", "reconstruction")
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Visualise point clouds, patches, part segmentation, predictions "
                                             "and Point-MAE reconstructions (Open3D window or PNG).")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--config", help="experiment config (YAML); shows a sample of its dataset")
-    src.add_argument("--file", help="point file: .txt, .npy, .h5 (sample --index), .ply, .pcd")
-    src.add_argument("--predictions", help="prediction .npz written by tools/train.py --test --save-predictions")
+    p.add_argument("--config", help="experiment config (YAML); shows a sample of its dataset "
+                                    "(with --predictions: the run whose test split was predicted)")
+    p.add_argument("--file", help="point file: .txt, .npy, .h5 (sample --index), .ply, .pcd")
+    p.add_argument("--predictions", help="prediction .npz written by tools/train.py --test --save-predictions")
     p.add_argument("--split", default="test", help="dataset split with --config (default: test)")
     p.add_argument("--index", type=int, default=0, help="sample index (dataset, .h5/.npy stack, predictions)")
     p.add_argument("--view", choices=VIEWS, default="cloud")
@@ -60,26 +60,31 @@ class Source:
     def __init__(self, args):
         self.args, self.cfg, self.dataset, self.preds = args, None, None, None
         self.class_names, self.part_names = None, None
+        given = [name for name in ("config", "file", "predictions") if getattr(args, name)]
+        if not given or "file" in given and len(given) > 1:
+            raise ValueError(f"expected one input: --config, --file or --predictions (--predictions may add --config), got {given or 'none'}")
         if args.config:
             from pointclora.config import load_config
 
             self.cfg = load_config(args.config, args.opts)
-        elif args.predictions:
-            self.preds = io.load_predictions(args.predictions)
-            self.class_names, self.part_names = self.preds["class_names"], self.preds.get("part_names")
+        if args.predictions:
+            self.preds = io.load_predictions(args.predictions, self.get_dataset() if self.cfg else None)
+            self.class_names = self.preds["class_names"] or self.class_names
+            self.part_names = self.preds.get("part_names", self.part_names)
 
     def get_dataset(self):
         if self.dataset is None:
             from pointclora.datasets import build_dataset
+            from pointclora.engine.builders import dataset_kwargs  # drops the engine-only keys (splits, demo)
 
-            self.dataset = build_dataset(self.cfg["dataset"], self.args.split)
+            self.dataset = build_dataset(dataset_kwargs(self.cfg["dataset"]), self.args.split)
             self.class_names = list(getattr(self.dataset, "classes", []) or []) or None
             self.part_names = part_names_of(self.dataset)
         return self.dataset
 
     def sample(self, index: int) -> dict:
         """-> {'points', optional 'normals' 'colors' 'label' 'category' 'seg' 'pred' 'pred_seg'}."""
-        if self.cfg is not None:
+        if self.preds is None and self.cfg is not None:
             return io.sample_from_dataset(self.get_dataset(), index)
         if self.preds is None:
             return io.load_point_file(self.args.file, index)

@@ -189,14 +189,35 @@ def validate_predictions(data: dict, path: str) -> None:
             raise ValueError(f"{path}: {key!r} expected shape {shape}, got {tuple(data[key].shape)}")
 
 
-def load_predictions(path: str) -> dict:
-    """Read and validate a prediction ``.npz`` -> dict of numpy arrays (names as lists of str)."""
+def _fill_from_dataset(data: dict, dataset, path: str) -> None:
+    """The engine's bare layout (label/pred only): points and names come from the run's test dataset."""
+    count = len(data["pred"] if "pred" in data else data["pred_seg"])
+    if dataset is None:
+        raise KeyError(f"{path}: has no 'points'; pass the run's --config so they are read from its test split")
+    if len(dataset) != count:
+        raise ValueError(f"{path}: holds {count} samples but the dataset split has {len(dataset)}; "
+                         "use the config and split the predictions were made on")
+    data["points"] = np.stack([_to_numpy(dataset[i]["points"])[:, :3] for i in range(count)]).astype(np.float32)
+    if "class_names" not in data:
+        data["class_names"] = np.asarray(list(getattr(dataset, "classes", None) or []), dtype=str)
+
+
+def load_predictions(path: str, dataset=None) -> dict:
+    """Read and validate a prediction ``.npz`` -> dict of numpy arrays (names as lists of str).
+
+    Also reads the bare layout {'label', 'pred'[, 'category']} (part seg when label is (S, N)):
+    its points and class names are then taken from ``dataset`` (the split it was predicted on).
+    """
     _check_exists(path, "predictions")
     try:
         with np.load(path, allow_pickle=False) as f:
             data = {key: f[key] for key in f.files}
     except (ValueError, OSError) as err:
         raise ValueError(f"{path}: not a readable .npz prediction file: {err}") from err
+    if "label" in data and data["label"].ndim == 2 and "seg" not in data:
+        data["seg"], data["pred_seg"] = data.pop("label"), data.pop("pred")
+    if "points" not in data and any(k in data for k in ("pred", "pred_seg")):
+        _fill_from_dataset(data, dataset, path)
     validate_predictions(data, path)
     data["class_names"] = [str(n) for n in data["class_names"]]
     if "part_names" in data:

@@ -174,9 +174,17 @@ def choose_backend(backend: str = "auto") -> tuple:
     return "numpy", f"numpy fallback rasteriser (no GL context: {reason})"
 
 
+def scene_cameras(scene: Scene, size: int) -> List[Camera]:
+    """The fixed camera of every panel (fitted to ``scene.camera_from``'s panel when set)."""
+    if scene.camera_from is not None:
+        shared = fixed_camera(scene.panels[scene.camera_from].all_points(), size, size, up=scene.up)
+        return [shared] * len(scene.panels)
+    return [fixed_camera(panel.all_points(), size, size, up=scene.up) for panel in scene.panels]
+
+
 def render_panels(scene: Scene, backend: str, size: int) -> List[np.ndarray]:
     """-> one (size, size, 3) uint8 image per panel, each with its own fixed camera."""
-    cameras = [fixed_camera(panel.all_points(), size, size, up=scene.up) for panel in scene.panels]
+    cameras = scene_cameras(scene, size)
     if backend == "numpy":
         return [render_panel_numpy(p, c) for p, c in zip(scene.panels, cameras)]
     renderer = Open3DOffscreen(size, size)

@@ -60,6 +60,7 @@ class Scene:
     legend: List[Tuple[str, Tuple[float, float, float]]] = field(default_factory=list)
     ncols: Optional[int] = None
     up: str = "y"
+    camera_from: Optional[int] = None  # fit every panel's camera to this panel (same scale), else each its own
 
     def __post_init__(self):
         if not self.panels:

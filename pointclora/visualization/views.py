@@ -99,8 +99,14 @@ def group_patches(points: np.ndarray, num_group: int, group_size: int):
     return center, patch_idx, owner
 
 
-def _centre_radius(points: np.ndarray) -> float:
-    return 0.018 * float(np.linalg.norm(points.max(0) - points.min(0)))
+def _centre_radius(points: np.ndarray, centers: np.ndarray) -> float:
+    """Ball radius: a quarter of the median spacing of the centres (balls rarely touch), at most 1.8 %
+    of the cloud's diagonal."""
+    diag = float(np.linalg.norm(points.max(0) - points.min(0)))
+    if len(centers) < 2:
+        return 0.018 * diag
+    gaps = np.linalg.norm(centers[:, None] - centers[None], axis=2) + np.diag(np.full(len(centers), np.inf))  # (G, G)
+    return min(float(np.median(gaps.min(1))) / 4, 0.018 * diag)
 
 
 def patches_view(points, num_group: int = 64, group_size: int = 32, title: str = "", up: str = "y",
@@ -109,7 +115,7 @@ def patches_view(points, num_group: int = 64, group_size: int = 32, title: str =
     the patches pulled apart (centre * ``explode``) to show each kNN neighbourhood whole."""
     points = _check_points(points)
     center, patch_idx, owner = group_patches(points, num_group, group_size)
-    colours, radius, size = palette(num_group), _centre_radius(points), _point_size(len(points))
+    colours, radius, size = palette(num_group), _centre_radius(points, center), _point_size(len(points))
     balls = Layer(center, colours, kind="spheres", radius=radius)
     covered = owner >= 0
     by_patch = [Layer(points[covered], colours[owner[covered]], size), balls]
@@ -194,12 +200,17 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 def select_confidently_wrong(label: np.ndarray, pred: np.ndarray, probs: Optional[np.ndarray], count: int):
     """-> (indices of the ``count`` wrong samples with the highest predicted probability, their
-    confidence or None without scores). Ties and no-score files keep the file order."""
-    wrong = np.flatnonzero(np.asarray(label) != np.asarray(pred))
+    confidence or None without scores). Ties keep the file order; without scores the wrong samples
+    are taken in turn from each true class (class id order), so the grid is not one class only."""
+    label, pred = np.asarray(label), np.asarray(pred)
+    wrong = np.flatnonzero(label != pred)
     if len(wrong) == 0:
         raise ValueError("predictions: every sample is classified right; no wrong sample to show")
     if probs is None:
-        return wrong[:count], None
+        rank = np.zeros(len(wrong), dtype=np.int64)  # position of each wrong sample within its class
+        for c in np.unique(label[wrong]):
+            rank[label[wrong] == c] = np.arange(np.sum(label[wrong] == c))
+        return wrong[np.lexsort((label[wrong], rank))][:count], None
     conf = probs[wrong, pred[wrong]]
     order = np.argsort(-conf, kind="stable")[:count]
     return wrong[order], conf[order]
@@ -225,7 +236,7 @@ def reconstruction_view(points, centers, mask, visible_patches, pred_patches,
         raise ValueError(f"pred_patches: expected ({mask.sum()}, K, 3), got {pred.shape}")
     colours, size = palette(len(centers)), _point_size(len(points))
     vis_colours = np.repeat(colours[~mask], vis.shape[1], axis=0)
-    hidden = Layer(centers[mask], HIDDEN, kind="spheres", radius=_centre_radius(points))
+    hidden = Layer(centers[mask], HIDDEN, kind="spheres", radius=_centre_radius(points, centers))
     panels = [
         Panel([Layer(points, height_colors(points, up), size)], f"input ({len(points)} points)"),
         Panel([Layer(vis.reshape(-1, 3), vis_colours, size), hidden],
@@ -234,6 +245,6 @@ def reconstruction_view(points, centers, mask, visible_patches, pred_patches,
                Layer(pred.reshape(-1, 3), np.repeat(colours[mask], pred.shape[1], axis=0), size)],
               f"reconstructed {len(pred)} masked patches"),
     ]
-    legend = [("visible patch", tuple(colours[np.flatnonzero(~mask)[0]]) if (~mask).any() else HIDDEN),
-              ("masked centre / visible (context)", HIDDEN)]
-    return Scene(panels, title=title, legend=legend, up=up)
+    legend = [("patch (own colour)", tuple(colours[np.flatnonzero(~mask)[0]]) if (~mask).any() else HIDDEN),
+              ("masked centre, context", HIDDEN)]
+    return Scene(panels, title=title, legend=legend, up=up, camera_from=0)  # one scale: input's camera

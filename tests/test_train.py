@@ -153,7 +153,10 @@ def test_test_mode_reproduces_stored_best(runs, data, tmp_path, task):
     for key, value in result["metrics"].items():
         assert value == best[key], key
     preds = np.load(out / "predictions.npz")
-    assert len(preds["pred"]) == len(preds["label"]) > 0
+    label, pred = ("label", "pred") if task == "cls" else ("seg", "pred_seg")
+    assert len(preds[pred]) == len(preds[label]) == len(preds["points"]) > 0 and len(preds["class_names"]) > 0
+    if task == "cls":
+        assert result["metrics"]["oa"] == pytest.approx(100 * (preds["pred"] == preds["label"]).mean())
     assert train(config, out, "--test", "--vote", "3") == 0
     voted = json.loads((out / "test_results.json").read_text())
     assert voted["votes"] == 3 and all(0 <= v <= 100 for v in voted["metrics"].values())

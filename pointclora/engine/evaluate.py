@@ -2,7 +2,8 @@
 
 The checkpoint is a training checkpoint of this tool (default <output_dir>/ckpt-best.pth) or
 a bare fine-tuned state dict in any layout `pointclora.models.load_pretrained` reads.
-Writes test_results.json (and predictions.npz with --save-predictions) on rank 0.
+Writes test_results.json (and, with --save-predictions, predictions.npz in the format of
+pointclora.visualization.io.save_predictions, read by tools/visualize.py) on rank 0.
 """
 from __future__ import annotations
 
@@ -72,7 +73,11 @@ def evaluate_checkpoint(cfg: dict, args, info: DistInfo, setup: Callable, prefli
         out.mkdir(parents=True, exist_ok=True)
         (out / "test_results.json").write_text(json.dumps(result, indent=2))
         if preds is not None:
-            np.savez_compressed(out / "predictions.npz", **preds)
+            from ..visualization.io import save_predictions
+
+            points = preds.pop("points")
+            names = list(getattr(dsets[test_split], "classes", None) or range(task.num_classes))
+            save_predictions(str(out / "predictions.npz"), points, names, **preds)
             result["predictions"] = str(out / "predictions.npz")
         shown = ", ".join(f"{k} {v:.2f} %" for k, v in metrics.items())
         print(f"test on '{test_split}' ({len(dsets[test_split])} samples, {args.vote} vote(s)) of {path}: {shown}")

@@ -9,7 +9,7 @@ from typing import Mapping
 
 import torch
 
-from .metrics import ClassificationMeter, PartSegMeter, part_ranges
+from .metrics import ClassificationMeter, PartSegMeter, part_mask, part_ranges, restrict_to_parts
 
 
 def scale_translate(points: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -56,8 +56,11 @@ class ClassificationTask:
     def update(self, meter: ClassificationMeter, logits: torch.Tensor, batch: Mapping) -> None:
         meter.update(logits.float(), self.target(batch))
 
-    def predictions(self, logits: torch.Tensor, batch: Mapping) -> dict:
-        return {"pred": logits.argmax(-1), "label": self.target(batch)}
+    def predictions(self, scores: torch.Tensor, batch: Mapping, are_probs: bool = False) -> dict:
+        """Arrays of pointclora.visualization.io's prediction file: points, label, pred, probs."""
+        probs = scores.float() if are_probs else scores.float().softmax(-1)
+        return {"points": batch["points"][..., :3].float(), "label": self.target(batch),
+                "pred": scores.argmax(-1), "probs": probs}
 
 
 class PartSegTask(ClassificationTask):
@@ -88,11 +91,12 @@ class PartSegTask(ClassificationTask):
     def update(self, meter: PartSegMeter, logits: torch.Tensor, batch: Mapping) -> None:
         meter.update(logits.float(), self.target(batch), batch["category"].long().view(-1))
 
-    def predictions(self, logits: torch.Tensor, batch: Mapping) -> dict:
-        from .metrics import restrict_to_parts
-
-        pred = restrict_to_parts(logits.float(), batch["category"].long().view(-1), self.new_meter("cpu").mask)
-        return {"pred": pred, "label": self.target(batch), "category": batch["category"].long().view(-1)}
+    def predictions(self, scores: torch.Tensor, batch: Mapping, are_probs: bool = False) -> dict:
+        """points, seg, pred_seg (restricted to the category's parts), category."""
+        category = batch["category"].long().view(-1)
+        pred = restrict_to_parts(scores.float(), category, part_mask(self.parts, self.num_classes))
+        return {"points": batch["points"][..., :3].float(), "seg": self.target(batch), "pred_seg": pred,
+                "category": category}
 
 
 def build_task(cfg_model: Mapping, dataset) -> ClassificationTask:

@@ -129,7 +129,7 @@ class Trainer:
             logits = self._vote(model, batch, votes, gen)
             self.task.update(meter, logits, batch)
             if collect:
-                for k, v in self.task.predictions(logits, batch).items():
+                for k, v in self.task.predictions(logits, batch, are_probs=votes > 1).items():
                     preds.setdefault(k, []).append(v.cpu())
         reduce_meter(meter, all_reduce_sum)
         metrics = meter.compute()

@@ -137,3 +137,21 @@ def test_tool_reports_unreadable_file(tmp_path):
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "visualize.py"), "--file", str(bad),
                            "--out", str(tmp_path / "x.png")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "bad.pcd: no points could be read" in proc.stderr
+
+
+class _FakeDataset(list):
+    classes = ["a", "b"]
+
+
+def test_engine_prediction_layout_takes_points_from_the_dataset(tmp_path):
+    np.savez(tmp_path / "cls.npz", label=np.array([0, 1]), pred=np.array([1, 1]))
+    dataset = _FakeDataset([{"points": POINTS}, {"points": POINTS * 2}])
+    data = io.load_predictions(str(tmp_path / "cls.npz"), dataset)
+    assert data["class_names"] == ["a", "b"] and np.allclose(data["points"][1], POINTS * 2)
+    with pytest.raises(KeyError, match="--config"):
+        io.load_predictions(str(tmp_path / "cls.npz"))
+    np.savez(tmp_path / "seg.npz", label=SEG[None], pred=SEG[None], category=np.array([0]))
+    seg = io.load_predictions(str(tmp_path / "seg.npz"), _FakeDataset([{"points": POINTS}]))
+    assert seg["seg"].shape == (1, 64) and "label" not in seg
+    with pytest.raises(ValueError, match="holds 1 samples but the dataset split has 2"):
+        io.load_predictions(str(tmp_path / "seg.npz"), dataset)

@@ -67,7 +67,7 @@ def _header(f, path: Path, end: bytes, limit: int = 200) -> List[str]:
 def _ply_layout(lines: List[str], path: Path):
     """-> (format, [(element, count, [(name, dtype)])]) from a PLY header."""
     fmt, elements = None, []
-    for line in lines[1:]:
+    for line in lines:
         words = line.split()
         if words[:1] == ["format"]:
             fmt = words[1]

@@ -108,3 +108,23 @@ def test_cli_reports_a_missing_config_in_one_line():
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: ") and "no_such_config" in proc.stderr
+
+
+TINY_OPTS = ["model.trans_dim=48", "model.encoder_dims=48", "model.depth=1", "model.num_heads=2",
+             "model.num_group=8", "model.group_size=8", "dataset.npoints=64"]
+
+
+def test_cli_compare_on_a_shipped_config(capsys):
+    sys.path.insert(0, str(ROOT / "tools"))
+    import profile_flops
+
+    argv = ["--format", "json", "--opts", *TINY_OPTS, "--compare", "demo_clora.yaml", "demo_clora.yaml:merged",
+            "demo_clora.yaml+adapter.method=lora+adapter.rank=2+adapter.placement=null"]
+    assert profile_flops.main(argv) == 0
+    unmerged, merged, lora = json.loads(capsys.readouterr().out)
+    assert (unmerged["mode"], merged["mode"], lora["mode"]) == ("unmerged", "merged", "unmerged")
+    assert unmerged["points"] == 64 and unmerged["groups"] == 8
+    assert merged["categories"]["adapters"] == 0 < unmerged["categories"]["adapters"]
+    assert unmerged["macs"] == merged["macs"] + unmerged["categories"]["adapters"]
+    assert lora["name"] == "demo_clora adapter.method=lora adapter.rank=2 adapter.placement=null"
+    assert lora["params"]["adapter"] == 1 * 2 * (48 + 3 * 48)  # one qkv: A (2 x 48) + B (144 x 2)

@@ -6,7 +6,6 @@ from torch import nn
 
 import cuda_ext
 from pointclora.profiler import count_model
-from pointclora.profiler.point_ops_cost import DIST_FLOPS
 
 # tiny sizes: N points, G groups of K points, width D, depth L, H heads
 N, G, K, D, L, H, P, C1, C2, C3, HID, CLS = 64, 8, 4, 16, 2, 2, 8, 8, 12, 20, 10, 5

@@ -7,11 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from pointclora.profiler import point_ops_cost
-from pointclora.profiler.latency import measure_latency, time_fn
-from pointclora.profiler.report import format_compare, format_result
-from pointclora.profiler.summary import profile_model
-from test_profiler_flops import EXPECTED, G, K, N, TinyPointMAE, add_lora, points
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the tiny models live in test_profiler_flops
+
+from pointclora.profiler import point_ops_cost  # noqa: E402
+from pointclora.profiler.latency import measure_latency, time_fn  # noqa: E402
+from pointclora.profiler.report import format_compare, format_result  # noqa: E402
+from pointclora.profiler.summary import profile_model  # noqa: E402
+from test_profiler_flops import EXPECTED, G, N, TinyPointMAE, add_lora, points  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -166,7 +166,7 @@ class _CountingMode(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func in _SKIP:
+        if func in _SKIP or isinstance(func, torch._ops.HigherOrderOperator):
             return NotImplemented
         if func._overloadpacket not in self.formulas:
             r = func.decompose(*args, **kwargs)
@@ -175,7 +175,7 @@ class _CountingMode(TorchDispatchMode):
         out = func(*args, **kwargs)
         if func._overloadpacket in self.formulas:
             self._record(func, args, kwargs, out)
-        elif func.namespace == "cuda_ext":
+        elif func.namespace == "cuda_ext" and not point_ops.inside_point_op():  # else its wrapper records it
             point_ops.record_dispatched(func, args, out, self.result.point_op_calls)
         return out
 

@@ -11,6 +11,13 @@
 #include "knn/knn.h"
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("with_cuda", [] {
+#ifdef WITH_CUDA
+    return true;
+#else
+    return false;
+#endif
+  }, "whether the CUDA kernels were compiled in");
   m.def("furthest_point_sample", &furthest_point_sample, "FPS: xyz (B,N,3), npoint, skip_near_origin -> (B,npoint) int32");
   m.def("furthest_point_sample_cpu_method", &furthest_point_sample_cpu_method,
         "CPU FPS with a fixed method: 0 auto, 1 plain loop, 2 bucket");

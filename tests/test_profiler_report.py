@@ -88,7 +88,7 @@ def test_compare_has_one_row_per_profile(results):
 
 def test_latency_reports_medians_throughput_and_peak_memory():
     model = add_lora(TinyPointMAE(), 2)
-    out = measure_latency(model, points(2), warmup=1, iters=2)
+    out = measure_latency(model, (points(2),), warmup=1, iters=2)
     for phase in ("inference", "train_step"):
         assert out[phase]["median_ms"] > 0 and out[phase]["throughput"] > 0
         assert out[phase]["peak_memory_bytes"] > 0 and out[phase]["memory_kind"].startswith("process_peak_rss")
@@ -100,9 +100,23 @@ def test_time_fn_rejects_bad_counts(kwargs, match):
         time_fn(lambda: None, torch.device("cpu"), **kwargs)
 
 
+def test_latency_of_per_point_logits_with_extra_input():
+    """Part-segmentation shape: model(points, category) -> (B, N, classes)."""
+    class PerPoint(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.emb = torch.nn.Linear(3, 4), torch.nn.Embedding(2, 4)
+
+        def forward(self, pts, category):  # (B, N, 3), (B,) -> (B, N, 4)
+            return self.fc(pts) + self.emb(category).unsqueeze(1)
+
+    out = measure_latency(PerPoint(), (points(2), torch.tensor([0, 1])), warmup=0, iters=1)
+    assert out["train_step"]["throughput"] > 0
+
+
 def test_training_step_needs_two_samples():
     with pytest.raises(ValueError, match="batch"):
-        measure_latency(TinyPointMAE(), points(1), warmup=0, iters=1)
+        measure_latency(TinyPointMAE(), (points(1),), warmup=0, iters=1)
 
 
 def test_cli_reports_a_missing_config_in_one_line():

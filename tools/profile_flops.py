@@ -77,10 +77,8 @@ def _latency(cfg, args, merged: bool) -> dict:
     from pointclora.profiler.summary import build_from_config, example_inputs
 
     model = build_from_config(cfg, merged)
-    inputs = example_inputs(cfg, max(args.batch, 2), args.points)
-    if len(inputs) > 1:
-        raise ValueError("--latency: models with extra inputs (part segmentation) are not timed yet")
-    out = measure_latency(model, inputs[0], device=args.device, warmup=args.warmup, iters=args.iters,
+    inputs = example_inputs(cfg, max(args.batch, 2), args.points)  # BatchNorm trains on >= 2 samples
+    out = measure_latency(model, inputs, device=args.device, warmup=args.warmup, iters=args.iters,
                           train_step=any(p.requires_grad for p in model.parameters()))
     for d in out.values():
         d.update(device=args.device, batch=inputs[0].shape[0])

@@ -73,60 +73,64 @@ def _logits(output) -> torch.Tensor:
     return output[0] if isinstance(output, (tuple, list)) else output
 
 
-def measure_latency(model: nn.Module, points: torch.Tensor, device: str = "cpu", warmup: int = 3,
+def measure_latency(model: nn.Module, inputs: tuple, device: str = "cpu", warmup: int = 3,
                     iters: int = 10, train_step: bool = True) -> Dict[str, Dict[str, float]]:
-    """Inference (eval, no grad) and training-step (train mode, forward + cross-entropy +
-    backward + AdamW step over trainable parameters) timings of ``model(points)``.
+    """Inference (eval, no grad) and training-step (train mode, forward + cross-entropy against
+    random labels + backward + AdamW step over trainable parameters) timings of ``model(*inputs)``.
 
-    points: (B, N, 3) float; the training step needs B >= 2 (BatchNorm in train mode).
-    returns {"inference": {...}, "train_step": {...}} with median_ms, throughput (samples/s),
-    peak_memory_bytes and memory_kind.
+    inputs: (points (B, N, 3) float, *extra) e.g. part segmentation's category (B,) int64;
+    logits: (B, classes) or (B, N, classes). The training step needs B >= 2 (BatchNorm).
+    returns {"inference": {...}, "train_step": {...}} with median_ms, min_ms, throughput
+    (samples/s), peak_memory_bytes and memory_kind.
     """
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device: 'cuda' requested but torch sees no CUDA device")
-    if points.dim() != 3 or points.shape[-1] != 3:
-        raise ValueError(f"points: expected (B, N, 3), got {tuple(points.shape)}")
+    if not isinstance(inputs, tuple) or not inputs:
+        raise ValueError(f"inputs: expected a tuple (points, ...), got {type(inputs).__name__}")
+    pts = inputs[0]
+    if pts.dim() != 3 or pts.shape[-1] != 3:
+        raise ValueError(f"inputs[0]: expected points (B, N, 3), got {tuple(pts.shape)}")
     dev = torch.device(device)
     model = model.to(dev)
-    pts = points.to(dev)
+    args = tuple(x.to(dev) if isinstance(x, torch.Tensor) else x for x in inputs)
     batch = pts.shape[0]
     was_training = model.training
     model.eval()
 
     def infer():
         with torch.no_grad():
-            model(pts)
+            model(*args)
 
     out = {"inference": time_fn(infer, dev, warmup, iters)}
     out["inference"]["throughput"] = batch / (out["inference"]["median_ms"] / 1e3)
     if train_step:
-        out["train_step"] = _measure_train_step(model, pts, dev, warmup, iters)
+        out["train_step"] = _measure_train_step(model, args, dev, warmup, iters)
     model.train(was_training)
     return out
 
 
-def _measure_train_step(model: nn.Module, pts: torch.Tensor, dev: torch.device, warmup: int,
+def _measure_train_step(model: nn.Module, args: tuple, dev: torch.device, warmup: int,
                         iters: int) -> Dict[str, float]:
-    if pts.shape[0] < 2:
-        raise ValueError(f"--batch: a training step needs batch >= 2 (BatchNorm in train mode), got {pts.shape[0]}")
+    batch = args[0].shape[0]
+    if batch < 2:
+        raise ValueError(f"--batch: a training step needs batch >= 2 (BatchNorm in train mode), got {batch}")
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model: no trainable parameter, nothing to time for a training step")
     model.train()
     with torch.no_grad():
-        num_classes = _logits(model(pts)).shape[-1]
-    labels = torch.randint(0, num_classes, (pts.shape[0],), device=dev)
+        shape = _logits(model(*args)).shape  # (B, classes) or (B, N, classes)
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, shape[-1], tuple(shape[:-1]), generator=gen).to(dev)
     opt = torch.optim.AdamW(params, lr=1e-6)
 
     def step():
         opt.zero_grad(set_to_none=True)
-        logits = _logits(model(pts))
-        loss = nn.functional.cross_entropy(logits.reshape(-1, num_classes), labels.repeat_interleave(
-            logits.numel() // (num_classes * pts.shape[0])))
-        loss.backward()
+        logits = _logits(model(*args))
+        nn.functional.cross_entropy(logits.reshape(-1, shape[-1]), labels.reshape(-1)).backward()
         opt.step()
 
     res = time_fn(step, dev, warmup, iters)
-    res["throughput"] = pts.shape[0] / (res["median_ms"] / 1e3)
+    res["throughput"] = batch / (res["median_ms"] / 1e3)
     opt.zero_grad(set_to_none=True)
     return res

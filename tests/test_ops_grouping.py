@@ -24,7 +24,7 @@ def test_ball_query_hand_checked_and_empty_ball():
     xyz = torch.tensor([[[0.0, 0, 0], [1, 0, 0], [0.1, 0, 0], [0.2, 0, 0]]])
     new_xyz = torch.tensor([[[0.05, 0, 0], [9, 9, 9]]])
     # first found index fills the unused slots; a ball with no point gives index 0
-    assert cuda_ext.ball_query(0.2, 4, xyz, new_xyz).tolist() == [[[0, 2, 0, 0], [0, 0, 0, 0]]]
+    assert cuda_ext.ball_query(0.2, 4, xyz, new_xyz).tolist() == [[[0, 2, 3, 0], [0, 0, 0, 0]]]
 
 
 def test_ball_query_duplicates_and_boundary():

@@ -88,8 +88,8 @@ def test_chamfer_matches_reference(device, dtype, B, N, M):
     g = torch.Generator().manual_seed(N + M)
     a = torch.rand(B, N, 3, generator=g, dtype=dtype)
     b = torch.rand(B, M, 3, generator=g, dtype=dtype)
-    a_dev, b_dev = a.to(device).requires_grad_(), b.to(device).requires_grad_()
     a_ref, b_ref = a.clone().requires_grad_(), b.clone().requires_grad_()
+    a_dev, b_dev = a.to(device).requires_grad_(), b.to(device).requires_grad_()
     got = cuda_ext.chamfer_distance(a_dev, b_dev)
     want = reference.chamfer_distance(a_ref, b_ref)
     for x, y in zip(got[2:], want[2:]):

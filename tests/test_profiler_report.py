@@ -144,3 +144,8 @@ def test_cli_compare_on_a_shipped_config(capsys):
     assert unmerged["macs"] == merged["macs"] + unmerged["categories"]["adapters"]
     assert lora["name"] == "demo_clora adapter.method=lora adapter.rank=2 adapter.placement=null"
     assert lora["params"]["adapter"] == 1 * 2 * (48 + 3 * 48)  # one qkv: A (2 x 48) + B (144 x 2)
+
+
+def test_json_compare_is_a_list_even_for_one_profile(results):
+    rows = json.loads(format_compare([results[0]], "json"))
+    assert isinstance(rows, list) and rows[0]["name"] == "tiny_full"

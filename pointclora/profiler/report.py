@@ -109,12 +109,12 @@ def format_result(r: ProfileResult, fmt: str = "table") -> str:
     return format_sections(sections(r), [r], fmt)
 
 
-def format_sections(secs: List[Section], results: Sequence[ProfileResult], fmt: str) -> str:
+def format_sections(secs: List[Section], results: Sequence[ProfileResult], fmt: str, as_list: bool = False) -> str:
+    """JSON: one object for a single profile, a list when ``as_list`` (``--compare``)."""
     if fmt not in FORMATS:
         raise ValueError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
     if fmt == "json":
-        return json.dumps([r.to_dict() for r in results] if len(results) > 1 else results[0].to_dict(),
-                          indent=2)
+        return json.dumps([r.to_dict() for r in results] if as_list else results[0].to_dict(), indent=2)
     render = render_text if fmt == "table" else render_markdown
     notes = _conventions(results)
     tail = "\n".join(("- " if fmt == "markdown" else "  ") + n for n in notes)
@@ -133,4 +133,4 @@ def compare_section(results: Sequence[ProfileResult]) -> Section:
 def format_compare(results: Sequence[ProfileResult], fmt: str = "table") -> str:
     if not results:
         raise ValueError("--compare: expected at least one config")
-    return format_sections([compare_section(results)], results, fmt)
+    return format_sections([compare_section(results)], results, fmt, as_list=True)

@@ -74,6 +74,7 @@ __global__ void knn_kernel(const scalar_t* __restrict__ ref,    // (B, N, 3)
   acc_t* d = scratch_d + q;
   int64_t* id = scratch_i + q;
   int64_t count = 0;
+  acc_t worst = 0;  // k-th best distance once the list is full
   for (int64_t start = 0; start < N; start += kThreads) {
     const int64_t len = min(static_cast<int64_t>(kThreads), N - start);
     __syncthreads();  // the previous tile has been read by everyone
@@ -81,7 +82,9 @@ __global__ void knn_kernel(const scalar_t* __restrict__ ref,    // (B, N, 3)
     __syncthreads();
     for (int64_t t = 0; active && t < len; ++t) {
       const acc_t v = sq_dist(qx - s_ref[t * 3 + 0], qy - s_ref[t * 3 + 1], qz - s_ref[t * 3 + 2]);
+      if (count == k && !(v < worst)) continue;  // the common case, decided in registers
       insert(d, id, Q, count, k, v, start + t);
+      if (count == k) worst = d[(k - 1) * Q];
     }
   }
   if (!active) return;

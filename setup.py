@@ -31,8 +31,9 @@ def make_extension():
     cpp = [os.path.relpath(p, root) for p in cpp]
     cu = [os.path.relpath(p, root) for p in cu]
     include = [os.path.join(root, "cuda_ext", "csrc")]
-    # -ffp-contract=off: no FMA, so the kernels round exactly like the pure-torch reference
-    cxx_flags = ["-O3", "-fopenmp", "-std=c++17", "-ffp-contract=off"]
+    # -ffp-contract=off: no FMA, so the kernels round exactly like the pure-torch reference.
+    # No -std flag: torch's BuildExtension adds the standard its headers need (C++20 from torch 2.14).
+    cxx_flags = ["-O3", "-fopenmp", "-ffp-contract=off"]
     if want_cuda():
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_ARCH_LIST)
         return CUDAExtension(
@@ -40,7 +41,7 @@ def make_extension():
             cpp + cu,
             include_dirs=include,
             define_macros=[("WITH_CUDA", None)],
-            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-std=c++17", "--fmad=false"]},
+            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "--fmad=false"]},
             extra_link_args=["-fopenmp"],
         )
     return CppExtension(

@@ -68,6 +68,7 @@ SCHEMA: dict = {
         "num_heads": int, "group_size": int, "num_group": int, "encoder_dims": int,
         "fps_skip_near_origin": bool, "num_categories": int, "fetch_idx": (list, NoneType),
         "mask_ratio": Number, "mask_type": str, "decoder_depth": int, "decoder_num_heads": int,
+        "loss": str,
     },
     "adapter": _ADAPTER,
     "dataset": {

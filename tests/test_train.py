@@ -182,6 +182,25 @@ def test_bad_input_stops_before_training(data, tmp_path, capsys, change, message
     assert not (tmp_path / "out" / "ckpt-last.pth").exists()
 
 
+def test_pretrained_backbone_is_loaded_and_stays_frozen(data, tmp_path, capsys):
+    """--ckpts with an official-layout Point-MAE pre-training checkpoint ({'base_model': ...},
+    MAE_encoder.* keys): the backbone starts from it, and CLoRA leaves it (and its BN stats) unchanged."""
+    from pointclora.models import build_model
+
+    torch.manual_seed(1)
+    pre = build_model({"NAME": "PointMAEPretrain", "trans_dim": 32, "depth": 2, "num_heads": 2, "group_size": 8,
+                       "num_group": 8, "encoder_dims": 32, "drop_path_rate": 0.0, "decoder_depth": 1,
+                       "decoder_num_heads": 2})
+    torch.save({"base_model": pre.state_dict()}, tmp_path / "pretrain.pth")
+    config = make_config(tmp_path, data, "cls", "clora_coto")
+    out = tmp_path / "out"
+    assert train(config, out, "--ckpts", str(tmp_path / "pretrain.pth"), "--opts", "train.epochs=1") == 0
+    assert "loaded pre-trained weights" in capsys.readouterr().out
+    tuned = torch.load(out / "ckpt-best.pth", weights_only=False)["model"]
+    for key in ("encoder.first_conv.0.weight", "encoder.first_conv.1.running_mean", "pos_embed.0.weight"):
+        assert torch.equal(tuned[key], pre.state_dict()["MAE_encoder." + key]), key
+
+
 def test_checkpoint_that_does_not_fit_is_refused(data, tmp_path, capsys):
     wrong = tmp_path / "wrong.pth"
     torch.save({"model": {"foo.weight": torch.zeros(2)}}, wrong)

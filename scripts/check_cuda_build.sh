@@ -48,15 +48,15 @@ log "building ${#CU[@]} .cu files for arch $TORCH_CUDA_ARCH_LIST in $BUILD"
 
 start=$(date +%s)
 (cd "$BUILD" && "$PY" setup.py build_ext --inplace >build.log 2>&1) || {
-  grep -E -B2 -A8 'error|Error' "$BUILD/build.log" | head -n 120 >&2
-  die "the CUDA build failed (full log above, first errors shown)"
+  { grep -E -B2 -A8 'error' "$BUILD/build.log" || tail -n 60 "$BUILD/build.log"; } | head -n 120 >&2 || true
+  die "the CUDA build failed (first errors above; full log: $BUILD/build.log with KEEP_BUILD=1)"
 }
 log "built in $(($(date +%s) - start)) s"
 
 # every .cu must have produced an object (a FORCE_CUDA that fell back to CppExtension would not)
 for cu in "${CU[@]}"; do
   base="$(basename "$cu" .cu)"
-  find "$BUILD/build" -name "$base.o" -path "*$(dirname "$cu")*" | grep -q . || die "no object file for $cu"
+  [ -n "$(find "$BUILD/build" -name "$base.o" -path "*/$(dirname "$cu")/*")" ] || die "no object file for $cu"
 done
 
 SO="$(find "$BUILD/cuda_ext" -maxdepth 1 -name '_C*.so' | head -n 1)"

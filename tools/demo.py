@@ -50,6 +50,8 @@ class Demo:
     out: Path
     data: Path
     device: str | None
+    pretrain_opts: list = field(default_factory=list)
+    finetune_opts: list = field(default_factory=list)
     stages: list = field(default_factory=list)
 
     def run(self, name: str, cmd: list, capture: bool = False) -> str:
@@ -58,7 +60,7 @@ class Demo:
         print(f"\n=== {name}\n$ {shown}", flush=True)
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, *map(str, cmd)], cwd=REPO, text=True,
+        proc = subprocess.run([sys.executable, *map(str, cmd)], cwd=REPO, text=True, env=child_env(self.out),
                               stdout=subprocess.PIPE if capture else None)
         seconds = time.perf_counter() - start
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -72,6 +74,25 @@ class Demo:
     def device_args(self) -> list:
         return ["--device", self.device] if self.device else []
 
+    def opts(self, stage: str) -> list:
+        """--opts for a stage: the data folder (both configs name data/demo), then the user's."""
+        opts = []
+        if self.data != (REPO / "data" / "demo").resolve():
+            opts += [f"dataset.root={self.data / 'ScanObjectNN'}", f"dataset.generate_demo={self.data}"]
+        opts += self.pretrain_opts if stage == "pretrain" else self.finetune_opts
+        return ["--opts", *opts] if opts else []
+
+
+def child_env(out: Path) -> dict:
+    """The stages' environment: Open3D's offscreen renderer wants a private XDG_RUNTIME_DIR
+    (without one it prints a harmless 'error:' line that would look like a failed stage)."""
+    env = dict(os.environ)
+    if not env.get("XDG_RUNTIME_DIR"):
+        runtime = out / ".xdg-runtime"
+        runtime.mkdir(mode=0o700, exist_ok=True)
+        env["XDG_RUNTIME_DIR"] = str(runtime)
+    return env
+
 
 # ----------------------------------------------------------------------------- stages
 def make_data(demo: Demo) -> None:
@@ -84,7 +105,7 @@ def make_data(demo: Demo) -> None:
 def pretrain(demo: Demo) -> Path:
     out = demo.out / "pretrain"
     demo.run("pre-training (Point-MAE)", ["tools/pretrain.py", "--config", PRETRAIN_CONFIG, "--output-dir", out,
-                                          *demo.device_args(), *data_opts(demo)])
+                                          *demo.device_args(), *demo.opts("pretrain")])
     return out / "pretrain.pth"
 
 
@@ -93,20 +114,20 @@ def finetune(demo: Demo, name: str, ckpt: Path | None) -> dict:
     cmd = ["tools/train.py", "--config", FINETUNE_CONFIG, "--output-dir", out, *demo.device_args()]
     cmd += ["--ckpts", ckpt] if ckpt else []
     label = "self-pre-trained" if ckpt else "random"
-    demo.run(f"fine-tuning CLoRA + CoTo, {label} backbone", cmd + data_opts(demo))
+    demo.run(f"fine-tuning CLoRA + CoTo, {label} backbone", cmd + demo.opts("finetune"))
     return json.loads((out / "results.json").read_text())
 
 
 def test_with_predictions(demo: Demo, name: str) -> dict:
     out = demo.out / name
     demo.run("test + predictions", ["tools/train.py", "--config", FINETUNE_CONFIG, "--output-dir", out, "--test",
-                                    "--save-predictions", *demo.device_args(), *data_opts(demo)])
+                                    "--save-predictions", *demo.device_args(), *demo.opts("finetune")])
     return json.loads((out / "test_results.json").read_text())
 
 
 def profile(demo: Demo) -> dict:
-    text = demo.run("FLOPs (profiler)", ["tools/profile_flops.py", "--config", FINETUNE_CONFIG, "--format", "json"],
-                    capture=True)
+    text = demo.run("FLOPs (profiler)", ["tools/profile_flops.py", "--config", FINETUNE_CONFIG, "--format", "json",
+                                         *demo.opts("finetune")], capture=True)
     result = json.loads(text)
     (demo.out / "profile.json").write_text(json.dumps(result, indent=1))
     return result
@@ -117,21 +138,14 @@ def visualize(demo: Demo, pretrained: Path) -> dict:
             "reconstruction": demo.out / "reconstruction.png"}
     demo.run("render: FPS + kNN patches", ["tools/visualize.py", "--config", FINETUNE_CONFIG, "--split", "test",
                                            "--index", "0", "--view", "patches", "--out", pngs["patches"],
-                                           *data_opts(demo)])
+                                           *demo.opts("finetune")])
     demo.run("render: predictions", ["tools/visualize.py", "--predictions",
                                      demo.out / "clora_pretrained" / "predictions.npz", "--view", "grid",
                                      "--out", pngs["predictions"]])
     demo.run("render: reconstruction", ["tools/visualize.py", "--config", PRETRAIN_CONFIG, "--split", "test",
                                         "--index", "0", "--view", "reconstruction", "--checkpoint", pretrained,
-                                        "--out", pngs["reconstruction"], *data_opts(demo)])
+                                        "--out", pngs["reconstruction"], *demo.opts("pretrain")])
     return pngs
-
-
-def data_opts(demo: Demo) -> list:
-    """--opts pointing both configs (which name data/demo) at demo.data."""
-    if demo.data == (REPO / "data" / "demo").resolve():
-        return []
-    return ["--opts", f"dataset.root={demo.data / 'ScanObjectNN'}", f"dataset.generate_demo={demo.data}"]
 
 
 # ----------------------------------------------------------------------------- report
@@ -193,12 +207,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--output-dir", default="runs/demo", help="where the runs, PNGs and results.md go")
     p.add_argument("--data", default="data/demo", help="demo data folder (generated when missing)")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
+    p.add_argument("--pretrain-opts", nargs="*", default=[], metavar="KEY=VALUE",
+                   help=f"overrides of {PRETRAIN_CONFIG}, e.g. train.epochs=40")
+    p.add_argument("--finetune-opts", nargs="*", default=[], metavar="KEY=VALUE",
+                   help=f"overrides of {FINETUNE_CONFIG} (both fine-tunings, test, profile, patches view)")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    demo = Demo((REPO / args.output_dir).resolve(), (REPO / args.data).resolve(), args.device)
+    demo = Demo((REPO / args.output_dir).resolve(), (REPO / args.data).resolve(), args.device,
+                list(args.pretrain_opts), list(args.finetune_opts))
     demo.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     print(f"pointclora demo: outputs under {demo.out}; {machine()}", flush=True)

@@ -147,3 +147,15 @@ def test_gather_bad_input(features, idx, match):
 def test_gather_index_out_of_range_raises():
     with pytest.raises(RuntimeError, match="idx must be in"):
         cuda_ext.gather_operation(torch.rand(1, 2, 5), torch.tensor([[5]], dtype=torch.int32))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="float16/bfloat16 kernels exist on CUDA only")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_on_cuda(dtype):
+    xyz = torch.rand(2, 300, 3, dtype=dtype, device="cuda")
+    exact = xyz.float().cpu()  # the same values; the kernels accumulate distances in float32
+    assert torch.equal(cuda_ext.furthest_point_sample(xyz, 40).cpu(), reference.furthest_point_sample(exact, 40))
+    assert torch.equal(cuda_ext.knn(xyz, xyz[:, :20], 8)[1].cpu(), reference.knn(exact, exact[:, :20], 8)[1])
+    features = torch.randn(2, 4, 300, dtype=dtype, device="cuda")
+    idx = torch.randint(0, 300, (2, 50), dtype=torch.int32, device="cuda")
+    assert torch.equal(cuda_ext.gather_operation(features, idx).cpu(), reference.gather_operation(features.cpu(), idx.cpu()))

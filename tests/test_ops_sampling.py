@@ -56,6 +56,15 @@ def test_fps_plain_and_bucket_paths_match_reference(method, kind, dtype, skip):
     assert torch.equal(got, reference.furthest_point_sample(xyz, 600, skip_near_origin=skip))
 
 
+@pytest.mark.parametrize("N", [1, 7, 64, 65, 200])
+@pytest.mark.parametrize("kind", ["random", "identical", "near_origin"])
+def test_fps_bucket_path_small_clouds(N, kind):
+    xyz = clouds(kind, 2, N)
+    for npoint in (1, N):
+        got = C.furthest_point_sample_cpu_method(xyz, npoint, True, 2)
+        assert torch.equal(got, reference.furthest_point_sample(xyz, npoint, skip_near_origin=True))
+
+
 def test_fps_bucket_path_on_large_cloud():
     xyz = torch.randn(1, 5000, 3, generator=torch.Generator().manual_seed(1))
     plain = C.furthest_point_sample_cpu_method(xyz, 2500, False, 1)

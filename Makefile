@@ -11,5 +11,8 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q tests
 
+# Benchmarks (bench/results/): installs the comparison baselines (fpsample, faiss-cpu) first.
 bench: setup
+	$(PY) -m pip install -q -r bench/requirements.txt
 	$(PY) bench/point_ops.py
+	$(PY) bench/train_step.py

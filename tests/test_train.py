@@ -201,6 +201,24 @@ def test_pretrained_backbone_is_loaded_and_stays_frozen(data, tmp_path, capsys):
         assert torch.equal(tuned[key], pre.state_dict()["MAE_encoder." + key]), key
 
 
+def test_missing_demo_data_is_generated_first(tmp_path, monkeypatch):
+    """dataset.generate_demo: the demo data is written there when the dataset root is missing."""
+    from pointclora.datasets import demo
+    from pointclora.engine.builders import build_datasets
+    from pointclora.engine.distributed import DistInfo
+
+    real = demo.make_demo_data
+    monkeypatch.setattr(demo, "make_demo_data", lambda root, seed=0: real(
+        root, seed, train_per_class=1, test_per_class=1, npoints=64, datasets=("ScanObjectNN",)))
+    cfg = {"NAME": "ScanObjectNN", "root": str(tmp_path / "demo" / "ScanObjectNN"), "variant": "OBJ_BG",
+           "npoints": 64, "generate_demo": str(tmp_path / "demo")}
+    dsets = build_datasets(cfg, DistInfo(), ["train", "test"], "train")
+    assert len(dsets["train"]) == len(dsets["test"]) == 7
+    assert (tmp_path / "demo" / "demo_info.json").is_file()
+    with pytest.raises(FileNotFoundError):
+        build_datasets({**cfg, "root": str(tmp_path / "elsewhere"), "generate_demo": None}, DistInfo(), ["train"])
+
+
 def test_checkpoint_that_does_not_fit_is_refused(data, tmp_path, capsys):
     wrong = tmp_path / "wrong.pth"
     torch.save({"model": {"foo.weight": torch.zeros(2)}}, wrong)

@@ -6,7 +6,6 @@ dataset name, a checkpoint that does not fit) runs here, before the first traini
 from __future__ import annotations
 
 import inspect
-import logging
 import os
 import random
 from pathlib import Path
@@ -19,7 +18,6 @@ from torch.utils.data import DataLoader
 from ..config import CONFIG_DIR
 from .distributed import DistInfo, ShardSampler, barrier, train_sampler
 
-logger = logging.getLogger(__name__)
 REPO_ROOT = CONFIG_DIR.parent
 # dataset-section keys read by the engine, not passed to the dataset constructor
 ENGINE_DATASET_KEYS = ("train_split", "val_split", "test_split", "generate_demo")

@@ -12,9 +12,8 @@ import time
 from pathlib import Path
 from typing import Mapping
 
-import torch
 
-from ..config import get_by_dotted, load_config, save_config, set_by_dotted
+from ..config import load_config, save_config, set_by_dotted
 from . import builders as B
 from .checkpoint import atomic_save, load_checkpoint, load_model_state
 from .distributed import DistInfo, barrier, cleanup, init_distributed, wrap_model
@@ -103,7 +102,7 @@ def _build_trainer(cfg, task, model, adapter_cfg, info, steps_per_epoch: int) ->
 def run_fit(cfg: dict, args, info: DistInfo) -> dict:
     with preflight():
         out = Path(cfg["output_dir"]).expanduser().resolve()
-        last_path, best_path = out / "ckpt-last.pth", out / "ckpt-best.pth"
+        last_path = out / "ckpt-last.pth"
         if args.resume and not last_path.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint '{last_path}' (set --output-dir to the run's folder)")
         train_split, val_split, test_split = B.splits(cfg["dataset"])
@@ -125,30 +124,35 @@ def run_fit(cfg: dict, args, info: DistInfo) -> dict:
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
         _print_header(cfg, task, params, info, len(dsets[train_split]), len(dsets[val_split]), trainer.start_epoch)
-    log = RunLogger(out, info.is_main, trainer.start_epoch)
     start = time.perf_counter()
     stop = trainer.epochs if not args.max_epochs_this_run else min(trainer.epochs,
                                                                     trainer.start_epoch + args.max_epochs_this_run)
-    for epoch in range(trainer.start_epoch, stop):
-        row = _fit_epoch(trainer, tl, vl, epoch, val_split, cfg)
-        state = trainer.state_dict(epoch + 1, gather_rng_states(info))
-        if info.is_main:
-            if row.pop("_improved", False):
-                atomic_save(state, best_path)
-            atomic_save(state, last_path)
-        else:
-            row.pop("_improved", None)
-        log.log_epoch(epoch + 1, row)
-        if info.is_main:
-            print(_epoch_line(epoch + 1, trainer.epochs, row), flush=True)
-    log.close()
-    barrier()
+    rows = _train_epochs(trainer, tl, vl, val_split, out, stop)
     if stop < trainer.epochs:
         if info.is_main:
             print(f"stopped after epoch {stop}/{trainer.epochs} (--max-epochs-this-run); continue with --resume")
         return {"stopped_at": stop, "best": trainer.best, "output_dir": str(out)}
     return _finish(cfg, trainer, dsets, (train_split, val_split, test_split), params, adapter_cfg, out,
-                   time.perf_counter() - start, log.rows)
+                   time.perf_counter() - start, rows)
+
+
+def _train_epochs(trainer: Trainer, tl, vl, val_split: str, out: Path, stop: int) -> list[dict]:
+    """Epochs start_epoch..stop-1: train, evaluate, checkpoint (best, then last), log. returns CSV rows."""
+    info = trainer.info
+    log = RunLogger(out, info.is_main, trainer.start_epoch)
+    for epoch in range(trainer.start_epoch, stop):
+        row = _fit_epoch(trainer, tl, vl, epoch, val_split, trainer.cfg)
+        improved = row.pop("_improved", False)
+        state = trainer.state_dict(epoch + 1, gather_rng_states(info))  # collective: every rank
+        if info.is_main:
+            if improved:
+                atomic_save(state, out / "ckpt-best.pth")
+            atomic_save(state, out / "ckpt-last.pth")
+            print(_epoch_line(epoch + 1, trainer.epochs, row), flush=True)
+        log.log_epoch(epoch + 1, row)
+    log.close()
+    barrier()
+    return log.rows
 
 
 def _fit_epoch(trainer: Trainer, tl, vl, epoch: int, val_split: str, cfg: Mapping) -> dict:
@@ -181,7 +185,7 @@ def _epoch_line(epoch: int, epochs: int, row: Mapping) -> str:
 
 
 def _print_header(cfg, task, params, info, n_train, n_val, start_epoch) -> None:
-    method = (cfg.get("adapter") or {}).get("method", "full fine-tuning") if cfg.get("adapter") else "full fine-tuning"
+    method = (cfg.get("adapter") or {}).get("method", "clora") if cfg.get("adapter") else "full fine-tuning"
     print(f"task {task.name} | model {cfg['model']['NAME']} | method {method} | dataset "
           f"{cfg['dataset']['NAME']} ({n_train} train / {n_val} val samples) | device {info.device} x "
           f"{info.world_size} | trainable {params['trainable']:,} / {params['total']:,} parameters"
@@ -240,4 +244,4 @@ def run_test(cfg: dict, args, info: DistInfo) -> dict:
     return evaluate_checkpoint(cfg, args, info, _setup, preflight)
 
 
-__all__ = ["SetupError", "main", "resolve_run_config", "run_fit", "run_test", "print_summary", "get_by_dotted"]
+__all__ = ["SetupError", "main", "resolve_run_config", "run_fit", "run_test", "print_summary", "preflight"]

@@ -47,7 +47,7 @@ def resolve_run_config(args) -> dict:
     if args.output_dir:
         cfg["output_dir"] = str(args.output_dir)
     cfg.setdefault("output_dir", str(Path("runs") / Path(args.config).stem))
-    if args.ckpts and not args.test:
+    if args.ckpts and not getattr(args, "test", False):  # tools/pretrain.py has no --test
         cfg["ckpts"] = str(args.ckpts)
     return cfg
 

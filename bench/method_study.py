@@ -163,17 +163,36 @@ def run_tools(commands: Sequence[List[str]], logs: Sequence[Path], parallel: int
 
 def ensure_backbone(out: Path, epochs: Optional[int], model_overrides: Optional[Mapping], dataset_overrides,
                     threads: int, reuse_demo: bool = True, in_process: bool = False) -> tuple:
-    """(path of the pre-trained backbone, where it came from). Pre-trains once when none exists."""
-    if reuse_demo and DEMO_BACKBONE.is_file() and not model_overrides:
-        return DEMO_BACKBONE, "reused from tools/demo.py"
+    """(path of the pre-trained backbone, where it came from). Pre-trains once when none exists.
+
+    The demo's checkpoint is copied into <out>/pretrain first, so a later demo run cannot swap it mid-study.
+    """
+    import shutil
+
     run_dir = out / "pretrain"
     path = run_dir / "pretrain.pth"
     if path.is_file():
-        return path, "reused from an earlier run of this study"
+        return path, "reused from an earlier run of this study" + _pretrain_summary(run_dir)
+    if reuse_demo and DEMO_BACKBONE.is_file() and not model_overrides:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("results.json", "config.yaml"):
+            if (DEMO_BACKBONE.parent / name).is_file():
+                shutil.copy2(DEMO_BACKBONE.parent / name, run_dir / name)
+        shutil.copy2(DEMO_BACKBONE, path)
+        return path, f"copied from {DEMO_BACKBONE.relative_to(REPO_ROOT)} (tools/demo.py)" + _pretrain_summary(run_dir)
     cfg_path = write_config(pretrain_config(epochs, model_overrides, dataset_overrides), out / "configs" / "pretrain.yaml")
     wall = run_tools([tool_command("pretrain", cfg_path, run_dir)], [run_dir.with_suffix(".log")],
                      0 if in_process else 1, threads)[0]
-    return path, f"pre-trained by this study ({wall:.0f} s)"
+    return path, f"pre-trained by this study ({wall:.0f} s)" + _pretrain_summary(run_dir)
+
+
+def _pretrain_summary(run_dir: Path) -> str:
+    """', 20 epochs, Chamfer loss 0.97 -> 0.0095' from a pre-training run's results.json ('' if absent)."""
+    try:
+        res = json.loads((run_dir / "results.json").read_text())
+        return f", {res['epochs']} epochs, Chamfer-L2 loss {res['first_loss']:.3g} -> {res['final_loss']:.3g}"
+    except (OSError, KeyError, ValueError, TypeError):
+        return ""
 
 
 # ------------------------------------------------------------------ results of one run
@@ -349,13 +368,12 @@ def plot(table: Mapping[str, dict], path: Path) -> Path:
         x = row["trainable"]
         ax.errorbar([x], [row["best"][0]], yerr=[row["best"][1]], fmt="o", capsize=4, color=f"C{i}", label=LABELS[method])
         ax.errorbar([x], [row["last"][0]], yerr=[row["last"][1]], fmt="x", capsize=4, color=f"C{i}", alpha=0.6)
-        ax.annotate(LABELS[method], (x, row["best"][0]), textcoords="offset points", xytext=(6, 4), fontsize=7)
     ax.set_xscale("log")
     ax.set_xlabel("trainable parameters (log scale)")
     ax.set_ylabel("test OA (%)  o best epoch, x last epoch")
     ax.set_title("Demo ScanObjectNN PB_T50_RS: accuracy vs trainable parameters", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

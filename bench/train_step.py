@@ -251,7 +251,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=None, help="default: 32 on cuda (the recipe), 8 on cpu")
     p.add_argument("--npoints", type=int, default=NPOINTS)
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per method before timing")
-    p.add_argument("--reps", type=int, default=10, help="timed steps per method (alternating)")
+    p.add_argument("--reps", type=int, default=8, help="timed steps per method (alternating)")
     p.add_argument("--memory-steps", type=int, default=3)
     p.add_argument("--no-memory", action="store_true", help="skip the per-method memory subprocesses")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)

@@ -18,14 +18,20 @@ def squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return diff[..., 0] * diff[..., 0] + diff[..., 1] * diff[..., 1] + diff[..., 2] * diff[..., 2]
 
 
+def _accumulate(xyz: torch.Tensor) -> torch.Tensor:
+    """float16/bfloat16 -> float32, as the CUDA kernels accumulate distances (at::acc_type)."""
+    return xyz.float() if xyz.dtype in (torch.float16, torch.bfloat16) else xyz
+
+
 def furthest_point_sample(xyz: torch.Tensor, npoint: int, skip_near_origin: bool = False) -> torch.Tensor:
     """xyz: (B, N, 3) float -> (B, npoint) int32.
 
     Starts at index 0; each next index is the point with the largest distance to
     the chosen set (lowest index on ties). With ``skip_near_origin`` points with
     x^2+y^2+z^2 <= 1e-3 are never chosen after the first one, which is what
-    pointnet2_ops' CUDA kernel does.
+    pointnet2_ops' CUDA kernel does. float16/bfloat16 are compared in float32, as the kernel.
     """
+    xyz = _accumulate(xyz)
     B, N, _ = xyz.shape
     out = torch.zeros(B, npoint, dtype=torch.int32, device=xyz.device)
     min_dist = torch.full((B, N), float("inf"), dtype=xyz.dtype, device=xyz.device)
@@ -101,10 +107,14 @@ def three_interpolate(features: torch.Tensor, idx: torch.Tensor, weight: torch.T
 
 
 def knn(ref: torch.Tensor, query: torch.Tensor, k: int):
-    """ref: (B, N, 3), query: (B, M, 3) -> dist (B, M, k) ascending Euclidean, idx (B, M, k) int64."""
-    d2 = squared_distances(query, ref)  # (B, M, N)
+    """ref: (B, N, 3), query: (B, M, 3) -> dist (B, M, k) ascending Euclidean, idx (B, M, k) int64.
+
+    float16/bfloat16 distances are computed and ranked in float32 (as the CUDA kernel), then
+    rounded to the input dtype before the square root.
+    """
+    d2 = squared_distances(_accumulate(query), _accumulate(ref))  # (B, M, N)
     d2_sorted, idx = torch.sort(d2, dim=2, stable=True)
-    return torch.sqrt(d2_sorted[..., :k]), idx[..., :k]
+    return torch.sqrt(d2_sorted[..., :k].to(ref.dtype)), idx[..., :k]
 
 
 def chamfer_distance(xyz1: torch.Tensor, xyz2: torch.Tensor):

@@ -333,6 +333,26 @@ def test_adapter_file_holds_only_adapter_and_head(tmp_path):
     assert path.stat().st_size < 4 * n_values + 4096
 
 
+def test_failed_adapter_save_keeps_the_previous_file(tmp_path, monkeypatch):
+    import safetensors.torch
+
+    model = adapted(method="lora")
+    path = tmp_path / "a.safetensors"
+    save_adapter(model, str(path))
+    before = path.read_bytes()
+
+    def crash(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"truncated")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_adapter(model, str(path))
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.safetensors"]
+
+
 def test_disabled_adapters_give_the_backbone():
     base = make_model()
     model = apply_adapters(copy.deepcopy(base), AdapterConfig(method="lora"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
@@ -202,8 +203,17 @@ def save_adapter(model: nn.Module, path: str) -> None:
     if any(m.merged for _, m in adapter_layers(model)):
         raise RuntimeError("adapters are merged: unmerge_adapters(model) before save_adapter")
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in adapter_state_dict(model).items()}
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    save_file(tensors, path, metadata={_METADATA_KEY: get_adapter_config(model).to_json(), "format": "pt"})
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    # temporary file in the same folder, then os.replace: a crash never leaves a truncated adapter file
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={_METADATA_KEY: get_adapter_config(model).to_json(), "format": "pt"})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def read_adapter_config(path: str) -> AdapterConfig:

@@ -3,6 +3,9 @@ classification and part-segmentation models, exact resume, a folder of point fil
 import importlib.util
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -242,3 +245,18 @@ def test_bad_input_stops_before_training(data, tmp_path, capsys, dataset, opts, 
 def test_resume_without_checkpoint_is_refused(data, tmp_path, capsys):
     assert pretrain(scan_config(tmp_path, data), tmp_path / "out", "--resume") == 2
     assert "--resume: no checkpoint" in capsys.readouterr().err
+
+
+def test_torchrun_two_gloo_processes(data, tmp_path):
+    """2 ranks pre-train one run: one set of files, one summary, world size 2 recorded."""
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(REPO / "tools" / "pretrain.py"), "--config", str(scan_config(tmp_path, data)), "--output-dir", str(out),
+           "--device", "cpu", "--opts", "train.epochs=1"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("==== pre-training summary ====") == 1
+    results = json.loads((out / "results.json").read_text())
+    assert results["world_size"] == 2 and math.isfinite(results["final_loss"])
+    assert torch.load(out / "pretrain.pth", weights_only=True)["epoch"] == 1

@@ -14,13 +14,11 @@ from .metrics import ClassificationMeter, PartSegMeter, part_mask, part_ranges, 
 
 def scale_translate(points: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Point-MAE's PointcloudScaleAndTranslate for test-time voting: per-shape, per-axis scale
-    U[2/3, 3/2] and translation U[-0.2, 0.2] of xyz. points: (B, N, C) -> (B, N, C)."""
-    b = points.shape[0]
-    scale = torch.empty(b, 1, 3).uniform_(2.0 / 3.0, 1.5, generator=generator).to(points)
-    shift = torch.empty(b, 1, 3).uniform_(-0.2, 0.2, generator=generator).to(points)
-    out = points.clone()
-    out[..., :3] = points[..., :3] * scale + shift
-    return out
+    U[2/3, 3/2] and translation U[-0.2, 0.2] of xyz. points: (B, N, C) -> (B, N, C).
+    The training augmentation of the same name (datasets.transforms.ScaleTranslate)."""
+    from ..datasets.transforms import ScaleTranslate
+
+    return ScaleTranslate()(points, generator)
 
 
 class ClassificationTask:

@@ -166,12 +166,16 @@ def table(runs: dict, gflops: float, stages: list) -> list:
     return lines
 
 
+LOAD_AT_START = os.getloadavg()
+
+
 def machine() -> str:
+    """The machine and how busy it was (1-minute load average at the start and now, per CPU core)."""
     import torch
 
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads), load average {load}")
+            f"({torch.get_num_threads()} threads), 1-min load average {LOAD_AT_START[0]:.1f} at the start, "
+            f"{os.getloadavg()[0]:.1f} now")
 
 
 def report(demo: Demo, pre: dict, rand: dict, tested: dict, prof: dict, pngs: dict, wall: float) -> None:

@@ -167,3 +167,24 @@ def test_run_logger_resume_drops_later_rows_and_plots(tmp_path):
     png = plot_curves(rows, tmp_path / "curves.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert any(p.name.startswith("events") for p in (tmp_path / "tb").iterdir())
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.makedirs, ("code-ran",))
+
+
+def test_test_checkpoint_is_read_without_running_code(tmp_path, monkeypatch):
+    from pointclora.engine.evaluate import _load_weights
+
+    monkeypatch.chdir(tmp_path)
+    model, other = nn.Linear(3, 2), nn.Linear(3, 2)
+    own = {"model": other.state_dict(), "optimizer": {}, "scheduler": {}, "epoch": 2, "best": {"oa": 50.0},
+           "rng": [rng_state()], "config": {"train": {"epochs": 2}}}  # numpy RNG state: a uint32 array
+    atomic_save(own, tmp_path / "own.pth")
+    assert _load_weights(model, tmp_path / "own.pth") == {"oa": 50.0}
+    assert torch.equal(model.weight, other.weight)
+    atomic_save({**own, "evil": _Payload()}, tmp_path / "evil.pth")
+    with pytest.raises(ValueError, match="evil.pth is not a PyTorch checkpoint readable with weights_only=True"):
+        _load_weights(model, tmp_path / "evil.pth")
+    assert not (tmp_path / "code-ran").exists()

@@ -21,13 +21,16 @@ from .trainer import Trainer
 
 
 def _load_weights(model: torch.nn.Module, path: Path) -> dict:
-    """Loads `path` into the model; returns the stored best metric ({} for a bare state dict)."""
-    obj = torch.load(path, map_location="cpu", weights_only=False)
+    """Loads `path` into the model; returns the stored best metric ({} for a bare state dict).
+
+    --ckpts may be a downloaded file: it is read with weights_only=True (no code runs)."""
+    from ..models import load_pretrained
+    from ..models.checkpoint import load_weights_only
+
+    obj = load_weights_only(str(path))
     if isinstance(obj, dict) and all(k in obj for k in REQUIRED_KEYS):
         load_model_state(model, obj["model"], path)
         return dict(obj["best"])
-    from ..models import load_pretrained
-
     missing, _ = load_pretrained(model, str(path))
     if missing:
         raise ValueError(f"--ckpts '{path}' does not fit the model for testing: missing {len(missing)} "

@@ -33,11 +33,25 @@ OFFICIAL_CHECKPOINTS = (
 
 
 def _numpy_safe_globals() -> List[Any]:
-    """numpy scalar reconstruction types (np.float64 metrics in official checkpoints)."""
+    """numpy scalar and array reconstruction types: np.float64 metrics in official checkpoints,
+    the numpy RNG state (a uint32 array) in pointclora's training checkpoints."""
     core = getattr(np, "_core", None) or np.core
-    types = [core.multiarray.scalar, np.dtype]
-    types += [type(np.dtype(t)) for t in (np.float64, np.float32, np.int64, np.int32, np.bool_)]
+    types = [core.multiarray.scalar, core.multiarray._reconstruct, np.ndarray, np.dtype]
+    types += [type(np.dtype(t)) for t in (np.float64, np.float32, np.int64, np.int32, np.uint32, np.bool_)]
     return types
+
+
+def load_weights_only(path: str) -> Any:
+    """``torch.load(path, weights_only=True)`` on CPU with the numpy types above allowed: a
+    downloaded file cannot run code. FileNotFoundError / ValueError name the file."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint file not found: {path}. {OFFICIAL_CHECKPOINTS}")
+    try:
+        with torch.serialization.safe_globals(_numpy_safe_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle, zip and torch errors all mean "not a readable checkpoint"
+        raise ValueError(f"{path} is not a PyTorch checkpoint readable with weights_only=True: {err}") from err
 
 
 def read_checkpoint(path: str) -> Dict[str, torch.Tensor]:
@@ -46,15 +60,7 @@ def read_checkpoint(path: str) -> Dict[str, torch.Tensor]:
     Raises FileNotFoundError (with where the official files are published) or ValueError naming
     the file when it is not a checkpoint or holds no state dict.
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint file not found: {path}. {OFFICIAL_CHECKPOINTS}")
-    try:
-        with torch.serialization.safe_globals(_numpy_safe_globals()):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle, zip and torch errors all mean "not a readable checkpoint"
-        raise ValueError(f"{path} is not a PyTorch checkpoint readable with weights_only=True: {err}") from err
-    return _extract_state_dict(obj, path)
+    return _extract_state_dict(load_weights_only(path), os.fspath(path))
 
 
 def _extract_state_dict(obj: Any, path: str) -> Dict[str, torch.Tensor]:

@@ -6,7 +6,7 @@ expected, and ends with a hint on where the official data is published and
 which folder layout the loader reads (the same text as DATASET.md).
 """
 from pathlib import Path
-from typing import Iterable, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 
@@ -53,12 +53,6 @@ def malformed(path: PathLike, what: str, dataset: str) -> ValueError:
 
 def require_file(path: Path, what: str, dataset: str) -> Path:
     if not path.is_file():
-        raise missing(path, what, dataset)
-    return path
-
-
-def require_dir(path: Path, what: str, dataset: str) -> Path:
-    if not path.is_dir():
         raise missing(path, what, dataset)
     return path
 
@@ -121,7 +115,3 @@ def read_lines(path: Path, what: str, dataset: str) -> list:
     """Non-empty stripped lines of a text file (a split or names file)."""
     require_file(path, what, dataset)
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
-
-
-def join_names(names: Iterable[str]) -> str:
-    return ", ".join(sorted(names))

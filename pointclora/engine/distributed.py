@@ -70,15 +70,6 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-def broadcast_object(obj, src: int = 0):
-    """Sends a picklable object from rank `src` to every rank (identity in one process)."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
-
-
 class ShardSampler(Sampler[int]):
     """Deterministic, unpadded shard of range(len(dataset)) for evaluation: rank r gets r, r+W, ..."""
 

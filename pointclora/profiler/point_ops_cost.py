@@ -167,10 +167,6 @@ def recording(calls: List[PointOpCall]):
             setattr(module, attr, value)
 
 
-def flops_of(costs: Dict[str, PointOpCost]) -> int:
-    return sum(c.flops for c in costs.values())
-
-
 def as_rows(costs: Dict[str, PointOpCost]) -> List[Dict[str, int]]:
     return [{"op": c.name, "calls": c.calls, "flops": c.flops, "comparisons": c.comparisons,
              "elements_moved": c.elements_moved} for c in costs.values()]

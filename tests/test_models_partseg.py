@@ -106,6 +106,8 @@ def test_errors():
         build_model(TINY)(torch.randn(2, 64, 3), torch.tensor([0, 16]))
     with pytest.raises(ValueError, match="category must be \\(B,\\)"):
         build_model(TINY)(torch.randn(2, 64, 3), torch.tensor([0]))
+    with pytest.raises(ValueError, match="category must be \\(B,\\) = \\(2,\\) integer labels"):
+        build_model(TINY)(torch.randn(2, 64, 3), torch.tensor([0, 1], dtype=torch.bfloat16))
     with pytest.raises(ValueError, match="depth >= 3"):
         default_fetch_idx(2)
     with pytest.raises(ValueError, match="fetch_idx"):

@@ -112,9 +112,11 @@ class PointMAEPartSeg(FrozenBNMixin, nn.Module):
         return torch.cat(feats, dim=1), center  # (B, 3C, G)
 
     def _category_one_hot(self, category: torch.Tensor, batch: int) -> torch.Tensor:
-        if category.shape != (batch,) or category.dtype in (torch.float16, torch.float32, torch.float64):
+        if category.shape != (batch,) or category.dtype.is_floating_point or category.dtype.is_complex:
             raise ValueError(f"category must be (B,) = ({batch},) integer labels, got {tuple(category.shape)} {category.dtype}")
-        if category.numel() and (int(category.min()) < 0 or int(category.max()) >= self.num_categories):
+        # the range check reads the values on the host: on CUDA it would stall every training step,
+        # so there (as torch's one_hot does) an out-of-range label fails in a device-side assert
+        if not category.is_cuda and ((category < 0) | (category >= self.num_categories)).any():
             raise ValueError(f"category labels must be in [0, {self.num_categories}), got {category.tolist()}")
         return F.one_hot(category.long(), self.num_categories).float().unsqueeze(-1)  # (B, 16, 1)
 

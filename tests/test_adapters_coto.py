@@ -161,3 +161,35 @@ def test_coto_under_torch_distributed_broadcasts_the_mask(tmp_path):
             sched.step(), reference.step()
     finally:
         dist.destroy_process_group()
+
+
+def _coto_masks_on_rank(rank, store, out):
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    calls = []
+    broadcast = dist.broadcast
+    dist.broadcast = lambda *a, **k: calls.append(1) or broadcast(*a, **k)
+    try:
+        sched = CoToScheduler(coto_model(depth=6), total_steps=20, seed=rank)  # rank 1: another seed
+        masks = [sched.mask.tolist()]
+        for _ in range(6):
+            sched.step()
+            masks.append(sched.mask.tolist())
+        torch.save({"masks": masks, "broadcasts": len(calls)}, f"{out}/rank{rank}.pt")
+    finally:
+        dist.broadcast = broadcast
+        dist.destroy_process_group()
+
+
+def test_coto_ranks_draw_rank0_masks_without_per_step_communication(tmp_path):
+    torch.multiprocessing.spawn(_coto_masks_on_rank, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=2)
+    r0, r1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    reference = CoToScheduler(coto_model(depth=6), total_steps=20, seed=0)
+    expected = [reference.mask.tolist()]
+    for _ in range(6):
+        reference.step()
+        expected.append(reference.mask.tolist())
+    assert r0["masks"] == r1["masks"] == expected
+    assert r0["broadcasts"] == r1["broadcasts"] == 1  # the generator state, once

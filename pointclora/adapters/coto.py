@@ -4,8 +4,9 @@ Adapters are grouped by transformer block. At construction and after every optim
 block's adapters are switched on with probability
     p(t) = min(1, p_start + (1 - p_start) * t / ceil(ramp_fraction * total_steps)),
 at least one block stays on, active adapters are not rescaled, and in eval mode all are on (the
-wrapper ignores the draw when not training). Draws come from a seeded generator, so every rank draws
-the same mask; under torch.distributed the mask of rank 0 is also broadcast.
+wrapper ignores the draw when not training). Draws come from a seeded generator; under
+torch.distributed rank 0 broadcasts its generator state once, at construction, so every rank draws
+rank 0's masks with no communication (and no host sync) per optimizer step.
 """
 from __future__ import annotations
 
@@ -52,6 +53,7 @@ class CoToScheduler:
         self.seed = seed
         self.ramp_steps = math.ceil(ramp_fraction * total_steps)
         self.generator = torch.Generator().manual_seed(seed)
+        self.generator.set_state(_broadcast_from_rank0(self.generator.get_state()))  # collective: every rank
         self.t = 0
         self.mask = torch.ones(len(self.group_names), dtype=torch.bool)
         self._draw()
@@ -75,7 +77,7 @@ class CoToScheduler:
         mask = torch.rand(n, generator=self.generator) < self.probability
         if not mask.any():  # at least one block stays on
             mask[torch.randint(n, (1,), generator=self.generator)] = True
-        self.mask = _broadcast_from_rank0(mask)
+        self.mask = mask
         self._apply_mask()
 
     def _apply_mask(self) -> None:
@@ -115,11 +117,11 @@ class CoToScheduler:
         self._apply_mask()
 
 
-def _broadcast_from_rank0(mask: torch.Tensor) -> torch.Tensor:
-    """Same mask on every rank even if generators diverged. mask: (G,) bool."""
+def _broadcast_from_rank0(state: torch.Tensor) -> torch.Tensor:
+    """Rank 0's copy of a small CPU uint8 tensor (a generator state) on every rank."""
     if not (dist.is_available() and dist.is_initialized()):
-        return mask
+        return state
     device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
-    buf = mask.to(device=device, dtype=torch.uint8)
+    buf = state.to(device=device, dtype=torch.uint8)
     dist.broadcast(buf, src=0)
-    return buf.cpu().bool()
+    return buf.cpu()

@@ -163,8 +163,7 @@ class Trainer:
             "coto": self.coto.state_dict() if self.coto is not None else None,
             "epoch": epoch,
             "best": dict(self.best),
-            "rng": rng_all,
-            "loader_generator": self.loader_generator.get_state(),
+            "rng": rng_all,  # the loader generator is not saved: seed_epoch re-seeds it every epoch
             "config": self.cfg,
             "task": self.task.name,
         }
@@ -184,8 +183,6 @@ class Trainer:
         self.best = dict(ckpt["best"])
         rngs = ckpt["rng"]
         set_rng_state(rngs[self.info.rank] if self.info.rank < len(rngs) else rngs[0])
-        if ckpt.get("loader_generator") is not None:
-            self.loader_generator.set_state(ckpt["loader_generator"])
 
 
 def gather_rng_states(info: DistInfo) -> list:

@@ -155,3 +155,26 @@ def test_engine_prediction_layout_takes_points_from_the_dataset(tmp_path):
     assert seg["seg"].shape == (1, 64) and "label" not in seg
     with pytest.raises(ValueError, match="holds 1 samples but the dataset split has 2"):
         io.load_predictions(str(tmp_path / "seg.npz"), dataset)
+
+
+def test_config_samples_are_the_engines_evaluation_samples(tmp_path):
+    # ShapeNetPart draws points with replacement: the viewer must use the engine's fixed per-index seed,
+    # else a bare prediction file's labels would be drawn on other points than the model saw
+    import torch
+
+    from pointclora.config import load_config
+    from pointclora.datasets.demo import make_demo_data
+    from pointclora.engine.builders import build_datasets
+    from pointclora.engine.distributed import DistInfo
+    from pointclora.visualization.app import Source, build_parser
+
+    make_demo_data(tmp_path / "demo", seed=0, train_per_class=1, test_per_class=1, val_per_class=1, npoints=128)
+    root = tmp_path / "demo"
+    config = tmp_path / "seg.yaml"
+    config.write_text(f"_base_: {ROOT}/configs/shapenetpart_full.yaml\ndataset: {{root: {root}, npoints: 48}}\n")
+    source = Source(build_parser().parse_args(["--config", str(config), "--index", "1"]))
+    first, again = source.sample(1), source.sample(1)
+    assert np.array_equal(first["points"], again["points"]) and np.array_equal(first["seg"], again["seg"])
+    info = DistInfo(device=torch.device("cpu"))
+    engine = build_datasets(load_config(str(config))["dataset"], info, ["test"], "trainval")["test"][1]
+    assert np.array_equal(first["points"], engine["points"].numpy()) and np.array_equal(first["seg"], engine["seg"].numpy())

@@ -73,7 +73,7 @@ def _generate_demo(cfg_dataset: Mapping, info: DistInfo) -> None:
     barrier()
 
 
-def _eval_kwargs(kwargs: dict) -> dict:
+def eval_dataset_kwargs(kwargs: dict) -> dict:
     """Evaluation splits sample points per index from a fixed seed when the dataset supports it
     (ShapeNetPart's `sample_seed`), so metrics repeat exactly whatever the number of ranks."""
     from ..datasets import DATASETS
@@ -95,13 +95,13 @@ def build_datasets(cfg_dataset: Mapping, info: DistInfo, names: list[str], train
             continue
         try:
             kwargs = dataset_kwargs(cfg_dataset)
-            out[split] = build_dataset(kwargs if split == train_split else _eval_kwargs(kwargs), split)
+            out[split] = build_dataset(kwargs if split == train_split else eval_dataset_kwargs(kwargs), split)
         except FileNotFoundError:
             if not cfg_dataset.get("generate_demo") or out:
                 raise
             _generate_demo(cfg_dataset, info)
             kwargs = dataset_kwargs(cfg_dataset)  # the root exists now
-            out[split] = build_dataset(kwargs if split == train_split else _eval_kwargs(kwargs), split)
+            out[split] = build_dataset(kwargs if split == train_split else eval_dataset_kwargs(kwargs), split)
     return out
 
 

@@ -75,9 +75,13 @@ class Source:
     def get_dataset(self):
         if self.dataset is None:
             from pointclora.datasets import build_dataset
-            from pointclora.engine.builders import dataset_kwargs  # drops the engine-only keys (splits, demo)
+            from pointclora.engine.builders import dataset_kwargs, eval_dataset_kwargs
 
-            self.dataset = build_dataset(dataset_kwargs(self.cfg["dataset"]), self.args.split)
+            # the engine's evaluation sampling (ShapeNetPart: fixed per-index seed), so a sample and a
+            # bare prediction file's points are the points the model saw; dataset_kwargs drops the
+            # engine-only keys (splits, demo)
+            kwargs = eval_dataset_kwargs(dataset_kwargs(self.cfg["dataset"]))
+            self.dataset = build_dataset(kwargs, self.args.split)
             self.class_names = list(getattr(self.dataset, "classes", []) or []) or None
             self.part_names = part_names_of(self.dataset)
         return self.dataset

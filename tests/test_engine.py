@@ -188,3 +188,14 @@ def test_test_checkpoint_is_read_without_running_code(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="evil.pth is not a PyTorch checkpoint readable with weights_only=True"):
         _load_weights(model, tmp_path / "evil.pth")
     assert not (tmp_path / "code-ran").exists()
+
+
+def test_load_checkpoint_reads_own_state_and_refuses_code(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    own = {"model": {}, "optimizer": {}, "scheduler": {}, "epoch": 1, "best": {}, "rng": [rng_state()], "config": {}}
+    atomic_save(own, tmp_path / "ckpt-last.pth")
+    assert load_checkpoint(tmp_path / "ckpt-last.pth")["epoch"] == 1
+    atomic_save({**own, "evil": _Payload()}, tmp_path / "evil.pth")
+    with pytest.raises(ValueError, match="evil.pth is not a PyTorch checkpoint readable with weights_only=True"):
+        load_checkpoint(tmp_path / "evil.pth")
+    assert not (tmp_path / "code-ran").exists()

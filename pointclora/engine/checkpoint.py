@@ -57,14 +57,14 @@ def set_rng_state(state: Mapping) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike, required: tuple = REQUIRED_KEYS) -> dict:
-    """Loads a training checkpoint on CPU; FileNotFoundError / ValueError name the file."""
+    """Loads a training checkpoint on CPU with weights_only=True (tensors, plain containers and the
+    numpy RNG state: a copied run folder cannot run code); FileNotFoundError / ValueError name the file."""
+    from ..models.checkpoint import load_weights_only
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint '{path}' not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means "not a checkpoint"
-        raise ValueError(f"checkpoint '{path}' could not be read: {err}") from None
+    ckpt = load_weights_only(str(path))  # ValueError naming the file when unreadable
     if not isinstance(ckpt, dict):
         raise ValueError(f"checkpoint '{path}': expected a dict, got {type(ckpt).__name__}")
     missing = [k for k in required if k not in ckpt]

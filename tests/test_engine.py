@@ -7,7 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from pointclora.engine.checkpoint import atomic_save, load_checkpoint, load_model_state, rng_state, set_rng_state
+from pointclora.engine.checkpoint import (
+    atomic_link, atomic_save, load_checkpoint, load_model_state, rng_state, set_rng_state,
+)  # fmt: skip
 from pointclora.engine.distributed import EpochRandomSampler, ShardSampler
 from pointclora.engine.logging import RunLogger, plot_curves, read_csv
 from pointclora.engine.metrics import (
@@ -199,3 +201,17 @@ def test_load_checkpoint_reads_own_state_and_refuses_code(tmp_path, monkeypatch)
     with pytest.raises(ValueError, match="evil.pth is not a PyTorch checkpoint readable with weights_only=True"):
         load_checkpoint(tmp_path / "evil.pth")
     assert not (tmp_path / "code-ran").exists()
+
+
+@pytest.mark.parametrize("links", [True, False])
+def test_atomic_link_gives_a_second_name_that_later_saves_leave_alone(tmp_path, monkeypatch, links):
+    if not links:  # a file system without hard links: a copy
+        monkeypatch.setattr(os, "link", lambda *a: (_ for _ in ()).throw(OSError("no links")))
+    best, last = tmp_path / "ckpt-best.pth", tmp_path / "ckpt-last.pth"
+    atomic_save({"epoch": 1}, last)
+    atomic_save({"epoch": 2}, best)
+    atomic_link(best, last)
+    assert torch.load(last)["epoch"] == 2 and sorted(os.listdir(tmp_path)) == ["ckpt-best.pth", "ckpt-last.pth"]
+    assert os.path.samefile(best, last) == links
+    atomic_save({"epoch": 3}, last)  # the next epoch, not an improvement
+    assert torch.load(best)["epoch"] == 2 and torch.load(last)["epoch"] == 3

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -35,6 +36,27 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def atomic_link(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Makes `dst` another name of the finished file `src` (a hard link, or a copy where the file
+    system has none), atomically. Safe because files here are only ever replaced, never rewritten
+    in place: a later atomic_save to either name leaves the other one intact."""
+    src, dst = Path(src), Path(dst)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    os.close(fd)
+    try:
+        os.unlink(tmp)
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return dst
 
 
 def rng_state() -> dict:

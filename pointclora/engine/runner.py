@@ -15,7 +15,7 @@ from typing import Mapping
 
 from ..config import load_config, save_config, set_by_dotted
 from . import builders as B
-from .checkpoint import atomic_save, load_checkpoint, load_model_state
+from .checkpoint import atomic_link, atomic_save, load_checkpoint, load_model_state
 from .distributed import DistInfo, barrier, cleanup, init_distributed, wrap_model
 from .logging import RunLogger, plot_curves
 from .optim import build_optimizer, build_scheduler
@@ -145,9 +145,11 @@ def _train_epochs(trainer: Trainer, tl, vl, val_split: str, out: Path, stop: int
         improved = row.pop("_improved", False)
         state = trainer.state_dict(epoch + 1, gather_rng_states(info))  # collective: every rank
         if info.is_main:
-            if improved:
+            if improved:  # best first: a crash before `last` is written repeats this epoch on --resume
                 atomic_save(state, out / "ckpt-best.pth")
-            atomic_save(state, out / "ckpt-last.pth")
+                atomic_link(out / "ckpt-best.pth", out / "ckpt-last.pth")  # the same bytes, serialised once
+            else:
+                atomic_save(state, out / "ckpt-last.pth")
             print(_epoch_line(epoch + 1, trainer.epochs, row), flush=True)
         log.log_epoch(epoch + 1, row)
     log.close()

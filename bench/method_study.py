@@ -436,7 +436,7 @@ def report(args, backbone_note: str, table, pruning, merging, wall_s: float, png
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--epochs", type=int, default=10, help="fine-tuning epochs of every run")
+    p.add_argument("--epochs", type=int, default=20, help="fine-tuning epochs of every run")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--pretrain-epochs", type=int, default=None, help="default: configs/demo_pretrain.yaml's")

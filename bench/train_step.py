@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench.common` from a checkout
 
-from bench.common import (RESULTS_DIR, command_line, machine_header, markdown_table, median,
+from bench.common import (RESULTS_DIR, command_line, load_average, machine_header, markdown_table, median,
                           reset_peak_rss, rss_bytes, synchronize, time_alternating, write_result)
 
 METHODS = ("full", "linear", "lora", "clora", "clora_coto")
@@ -224,13 +224,13 @@ def step_table(times: Mapping[str, list], variants: Mapping[str, Variant], memor
     for method, ts in times.items():
         t = median(ts)
         q = sorted(ts)
-        row = [LABELS[method], f"{variants[method].params['trainable']:,}", f"{t:.0f}",
+        row = [LABELS[method], f"{variants[method].params['trainable']:,}", f"{t:.0f}", f"{q[0]:.0f}",
                f"{q[len(q) // 4]:.0f}-{q[(3 * len(q)) // 4]:.0f}", f"{t / ref_t:.2f}" if ref_t else "n/a"]
         if memory:
             m = memory[method]
             row += [_mib(m["growth_bytes"]), f"{m['growth_bytes'] / ref_m:.2f}" if ref_m else "n/a", _mib(m["peak_bytes"])]
         rows.append(row)
-    headers = ["method", "trainable params", "step median (ms)", "p25-p75 (ms)", "time vs full"]
+    headers = ["method", "trainable params", "step median (ms)", "min (ms)", "p25-p75 (ms)", "time vs full"]
     if memory:
         headers += ["step memory (MiB)", "memory vs full", "peak (MiB)"]
     return markdown_table(headers, rows)
@@ -238,8 +238,8 @@ def step_table(times: Mapping[str, list], variants: Mapping[str, Variant], memor
 
 def inference_table(times: Mapping[str, list], diffs: Mapping[str, float]) -> str:
     ref = median(next(iter(times.values())))
-    rows = [[name, f"{median(ts):.0f}", f"{median(ts) / ref:.2f}"] for name, ts in times.items()]
-    text = markdown_table(["model (eval, no grad)", "forward median (ms)", "vs backbone"], rows)
+    rows = [[name, f"{median(ts):.0f}", f"{min(ts):.0f}", f"{median(ts) / ref:.2f}"] for name, ts in times.items()]
+    text = markdown_table(["model (eval, no grad)", "forward median (ms)", "min (ms)", "vs backbone"], rows)
     for name, d in diffs.items():
         text += f"\nmax |logits unmerged - merged| for {name}: {d:.2e}"
     return text + "\n"
@@ -276,6 +276,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def run(args) -> str:
     """Times everything, returns the markdown report."""
     device = torch.device(args.device)
+    args.header = machine_header(command_line(), f"Training step: {args.device.upper()}")  # date / load at start
     variants = {m: build_variant(m, device, args.model_opts) for m in args.methods}
     data = make_batch(args.batch, args.npoints, variants["full"].model.cls_dim, device)
     times = time_train_steps(variants, data, device, args.warmup, args.reps)
@@ -297,7 +298,8 @@ def report(args, times, variants, memory, inf_times, diffs) -> str:
                 f"Step memory: peak minus memory before the first step, in a fresh process per method "
                 f"({args.memory_steps} steps; {next(iter(memory.values()))['kind']}): gradients, optimizer "
                 f"state, activations and workspace. Peak: the whole process (framework + model + step).\n\n")
-    return (machine_header(command_line(), f"Training step: {args.device.upper()}") + "\n" + setting + "\n\n"
+    header = getattr(args, "header", None) or machine_header(command_line(), f"Training step: {args.device.upper()}")
+    return (header + f"- load average at the end: {load_average()}\n\n" + setting + "\n\n"
             + step_table(times, variants, memory) + "\n" + mem_note
             + "## Inference latency, unmerged vs merged adapters\n\n" + inference_table(inf_times, diffs))
 

@@ -17,21 +17,11 @@
 
 #include "interpolate.h"
 #include "utils/checks.h"
+#include "utils/distance.cuh"
 
 namespace {
 
 constexpr int kThreads = 256;  // also the tile of known points held in shared memory
-
-__device__ __forceinline__ float mul_rn(float a, float b) { return __fmul_rn(a, b); }
-__device__ __forceinline__ float add_rn(float a, float b) { return __fadd_rn(a, b); }
-__device__ __forceinline__ double mul_rn(double a, double b) { return __dmul_rn(a, b); }
-__device__ __forceinline__ double add_rn(double a, double b) { return __dadd_rn(a, b); }
-
-// dx*dx + dy*dy + dz*dz in that order, exactly as the CPU kernel and the reference.
-template <typename T>
-__device__ __forceinline__ T sq_dist(T dx, T dy, T dz) {
-  return add_rn(add_rn(mul_rn(dx, dx), mul_rn(dy, dy)), mul_rn(dz, dz));
-}
 
 int64_t num_blocks(int64_t total) { return std::min<int64_t>((total + kThreads - 1) / kThreads, 4096); }
 

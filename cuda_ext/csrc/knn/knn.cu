@@ -17,21 +17,11 @@
 
 #include "knn.h"
 #include "utils/checks.h"
+#include "utils/distance.cuh"
 
 namespace {
 
 constexpr int kThreads = 256;  // also the tile of reference points held in shared memory
-
-__device__ __forceinline__ float mul_rn(float a, float b) { return __fmul_rn(a, b); }
-__device__ __forceinline__ float add_rn(float a, float b) { return __fadd_rn(a, b); }
-__device__ __forceinline__ double mul_rn(double a, double b) { return __dmul_rn(a, b); }
-__device__ __forceinline__ double add_rn(double a, double b) { return __dadd_rn(a, b); }
-
-// dx*dx + dy*dy + dz*dz in that order, exactly as the CPU kernel and the reference.
-template <typename T>
-__device__ __forceinline__ T sq_dist(T dx, T dy, T dz) {
-  return add_rn(add_rn(mul_rn(dx, dx), mul_rn(dy, dy)), mul_rn(dz, dz));
-}
 
 // Sorted insertion into a list of `count` <= k entries, element s at d[s * stride].
 template <typename T>

@@ -40,16 +40,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from pointclora.engine.runner import SetupError
     from pointclora.engine.runner import main as run
+    from pointclora.engine.runner import run_cli
 
-    try:
-        run(args)
-    except SetupError as err:  # bad input found before training: one message, no traceback
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        return 2
-    return 0
-
+    return run_cli(run, args)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Mapping
@@ -25,6 +26,16 @@ from .trainer import Trainer, gather_rng_states
 
 class SetupError(Exception):
     """Bad input found before training: one message, no traceback (tools/train.py exits 2)."""
+
+
+def run_cli(run, args) -> int:
+    """Runs `run(args)` for a command-line tool: a SetupError prints one line and gives exit status 2."""
+    try:
+        run(args)
+    except SetupError as err:  # bad input found before training: one message, no traceback
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return 2
+    return 0
 
 
 @contextlib.contextmanager
@@ -246,4 +257,4 @@ def run_test(cfg: dict, args, info: DistInfo) -> dict:
     return evaluate_checkpoint(cfg, args, info, _setup, preflight)
 
 
-__all__ = ["SetupError", "main", "resolve_run_config", "run_fit", "run_test", "print_summary", "preflight"]
+__all__ = ["SetupError", "main", "run_cli", "resolve_run_config", "run_fit", "run_test", "print_summary", "preflight"]

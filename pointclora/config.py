@@ -57,10 +57,13 @@ _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_RE, list("-+0123
 # Schema: key -> type, tuple of types, or nested dict. `float` also accepts ints.
 _PATTERNS = (list, str, NoneType)
 _ADAPTER = {  # pointclora.adapters.AdapterConfig fields (it validates the values)
-    "method": str, "rank": int, "alpha": (int, float, NoneType), "num_bases": int,
+    "method": str, "rank": (int, NoneType), "alpha": (int, float, NoneType), "num_bases": int,
     "placement": (str, NoneType), "target_modules": _PATTERNS, "exclude_modules": _PATTERNS,
     "trainable_modules": _PATTERNS, "sade_weight": Number, "dropout": Number, "scale": Number,
     "coto": bool, "coto_p_start": Number, "coto_ramp_fraction": Number, "seed": int,
+    # DAPT / PointGST (pointclora.adapters.methods; their config classes validate the values)
+    "freeze_bn_stats": bool, "drop_adapter_rate": (int, float, NoneType), "class_token": (str, NoneType),
+    "prompt_token": (str, NoneType), "patch_token": (str, NoneType),
 }
 SCHEMA: dict = {
     "model": {  # official Point-MAE keys; pointclora.models.build_model checks them per model NAME
@@ -69,6 +72,9 @@ SCHEMA: dict = {
         "fps_skip_near_origin": bool, "num_categories": int, "fetch_idx": (list, NoneType),
         "mask_ratio": Number, "mask_type": str, "decoder_depth": int, "decoder_num_heads": int,
         "loss": str,
+        # official keys of the method variants (PointTransformer_DAPT)
+        "rank": int, "drop_adapter_rate": Number, "drop_rate": Number, "class_token": str,
+        "prompt_token": str, "patch_token": str,
     },
     "adapter": _ADAPTER,
     "dataset": {

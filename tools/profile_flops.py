@@ -67,9 +67,17 @@ def profile_one(spec: str, args: argparse.Namespace, merged: bool):
             raise ValueError(f"--merged: config '{name}' has no 'adapter' section, nothing to merge")
     result = profile_config(cfg, label, points=args.points, batch=args.batch, merged=merged,
                             per_module=args.per_module)
+    if result.mode == "not mergeable":  # DAPT / IDPT / PointGST: the row is the unmerged model
+        from pointclora.profiler.summary import merge_note
+
+        merged = False
+        NOTES[label] = merge_note(cfg)
     if args.latency:
         result.latency = _latency(cfg, args, merged)
     return result
+
+
+NOTES: dict = {}  # row label -> why its adapters cannot merge
 
 
 def _latency(cfg, args, merged: bool) -> dict:
@@ -95,6 +103,8 @@ def main(argv=None) -> int:
             print(format_compare(results, args.format))
         else:
             print(format_result(profile_one(args.config, args, args.merged), args.format))
+        for label, note in NOTES.items():
+            print(f"{label}: not mergeable: {note}")
     except (ValueError, KeyError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         return 2

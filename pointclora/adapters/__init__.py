@@ -1,4 +1,5 @@
-"""Parameter-efficient adapters: LoRA, CLoRA (base-space sharing + SADE), linear probing, CoTo."""
+"""Parameter-efficient adapters: LoRA, CLoRA (base-space sharing + SADE), linear probing, CoTo,
+and the methods that change the block forward (DAPT, PointGST; see adapters/methods.py)."""
 from .base import AdapterLayer
 from .clora import CLoRABank, CLoRALinear, sade_bank, sade_direct, sade_loss
 from .config import AdapterConfig
@@ -19,6 +20,8 @@ from .inject import (
     unmerge_adapters,
 )
 from .lora import LoRALinear
+from .methods import METHOD_CONFIGS, MethodConfig, register_method
+from .dapt import DAPTConfig  # noqa: E402  (registers method 'dapt')
 
 __all__ = [
     "AdapterConfig",
@@ -26,6 +29,10 @@ __all__ = [
     "CLoRABank",
     "CLoRALinear",
     "CoToScheduler",
+    "DAPTConfig",
+    "METHOD_CONFIGS",
+    "MethodConfig",
+    "register_method",
     "LoRALinear",
     "adapter_layers",
     "adapter_regularization",

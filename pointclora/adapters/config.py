@@ -104,7 +104,13 @@ class AdapterConfig:
 
     def __post_init__(self):
         if self.method not in METHODS:
-            raise ValueError(f"AdapterConfig.method must be one of {METHODS}, got {self.method!r}")
+            from .methods import METHOD_CONFIGS
+
+            if self.method in METHOD_CONFIGS:
+                raise ValueError(f"AdapterConfig.method={self.method!r}: that method has its own config, "
+                                 f"{METHOD_CONFIGS[self.method].__name__} (AdapterConfig.from_dict picks it)")
+            raise ValueError(f"AdapterConfig.method must be one of {METHODS + tuple(METHOD_CONFIGS)}, "
+                             f"got {self.method!r}")
         _check_int(self.rank, "rank", 1)
         _check_int(self.num_bases, "num_bases", 1)
         _check_int(self.seed, "seed", 0)
@@ -147,9 +153,17 @@ class AdapterConfig:
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "AdapterConfig":
-        """Build from a plain mapping (the `adapter:` section of a run's YAML); unknown keys are an error."""
+        """Build from a plain mapping (the `adapter:` section of a run's YAML); unknown keys are an error.
+
+        A method with its own config class (dapt, idpt, pointgst: `pointclora.adapters.methods`)
+        returns that class's instance instead.
+        """
         if not isinstance(d, dict):
             raise ValueError(f"adapter config must be a mapping, got {type(d).__name__}")
+        from .methods import METHOD_CONFIGS
+
+        if d.get("method") in METHOD_CONFIGS:
+            return METHOD_CONFIGS[d["method"]].from_dict(d)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:

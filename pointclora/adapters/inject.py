@@ -2,7 +2,9 @@
 
 `apply_adapters` wraps the target nn.Linear layers in place, freezes everything except the adapters
 and `trainable_modules`, keeps CLoRA's shared banks in `model.clora_banks` and the config in
-`model.adapter_config`. Adapter files are safetensors holding the adapter parameters and the
+`model.adapter_config`. For the methods that change the block forward (DAPT, IDPT, PointGST;
+a `MethodConfig`) it returns a new model, the method's variant of the backbone (see
+`pointclora.adapters.methods`): always use the returned model. Adapter files are safetensors holding the adapter parameters and the
 trainable head (parameters and buffers), with the config as JSON in the metadata.
 """
 from __future__ import annotations
@@ -19,6 +21,7 @@ from .base import AdapterLayer
 from .clora import CLoRABank, CLoRALinear, sade_loss
 from .config import AdapterConfig, matches
 from .lora import LoRALinear
+from .methods import MethodConfig, apply_method, is_method_model, trainable_tensor_names
 
 BANKS_ATTR = "clora_banks"
 CONFIG_ATTR = "adapter_config"
@@ -88,13 +91,16 @@ def _wrap(layer: nn.Linear, config: AdapterConfig, banks: nn.ModuleDict, gen: to
     return CLoRALinear(layer, bank, config.placement, config.scale, config.dropout)
 
 
-def apply_adapters(model: nn.Module, config: AdapterConfig) -> nn.Module:
+def apply_adapters(model: nn.Module, config) -> nn.Module:
     """Wrap the target Linear layers of `model` in place and freeze all but adapters and head.
 
     Returns the same model. method='none' adds no adapter (linear probing of trainable_modules).
+    A MethodConfig (DAPT, IDPT, PointGST) returns the method's variant of `model` instead.
     """
+    if isinstance(config, MethodConfig):
+        return apply_method(model, config)
     if not isinstance(config, AdapterConfig):
-        raise ValueError(f"config must be an AdapterConfig, got {type(config).__name__}")
+        raise ValueError(f"config must be an AdapterConfig or a MethodConfig, got {type(config).__name__}")
     if adapter_layers(model) or hasattr(model, CONFIG_ATTR):
         raise ValueError(f"{type(model).__name__} already has adapters: merge_and_unload it first")
     if hasattr(model, BANKS_ATTR):
@@ -118,7 +124,7 @@ def apply_adapters(model: nn.Module, config: AdapterConfig) -> nn.Module:
 
 
 def _adapter_param_names(model: nn.Module) -> List[str]:
-    names = []
+    names = list(model.adapter_parameter_names()) if is_method_model(model) else []
     for prefix, module in model.named_modules():
         if isinstance(module, AdapterLayer):
             names += [f"{prefix}.{n}" for n, _ in module.named_parameters() if not n.startswith("base_layer.")]
@@ -142,8 +148,18 @@ def adapter_regularization(model: nn.Module) -> torch.Tensor:
     return config.sade_weight * sade_loss(clora)
 
 
+def _refuse_unmergeable(model: nn.Module, what: str) -> None:
+    config = get_adapter_config(model)
+    if isinstance(config, MethodConfig):
+        raise ValueError(f"{what}: {config.MERGE_NOTE}")
+
+
 def merge_adapters(model: nn.Module) -> nn.Module:
-    """Write every adapter into its base weight (checked for NaN/Inf first)."""
+    """Write every adapter into its base weight (checked for NaN/Inf first).
+
+    DAPT / IDPT / PointGST cannot merge: ValueError saying why (MethodConfig.MERGE_NOTE).
+    """
+    _refuse_unmergeable(model, "merge_adapters")
     for _, layer in adapter_layers(model):
         layer.merge()
     return model
@@ -158,6 +174,7 @@ def unmerge_adapters(model: nn.Module) -> nn.Module:
 
 def merge_and_unload(model: nn.Module) -> nn.Module:
     """Merge, then replace every wrapper by its plain nn.Linear and drop banks and config."""
+    _refuse_unmergeable(model, "merge_and_unload")
     for name, layer in adapter_layers(model):
         layer.merge()
         _set_submodule(model, name, layer.base_layer)
@@ -171,6 +188,9 @@ def merge_and_unload(model: nn.Module) -> nn.Module:
 @contextlib.contextmanager
 def adapters_disabled(model: nn.Module) -> Iterator[nn.Module]:
     """Run the backbone alone inside the block (adapters must not be merged)."""
+    if isinstance(get_adapter_config(model), MethodConfig):
+        raise ValueError(f"adapters_disabled: {get_adapter_config(model).method} has no off switch here "
+                         "(its variant is a different model, not a backbone with wrappers)")
     layers = [m for _, m in adapter_layers(model)]
     if any(m.merged for m in layers):
         raise RuntimeError("adapters are merged: unmerge_adapters(model) before disabling them")
@@ -188,6 +208,9 @@ def adapter_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:
     config = get_adapter_config(model)
     if config is None:
         raise ValueError(f"{type(model).__name__} has no adapters: call apply_adapters first")
+    if isinstance(config, MethodConfig):
+        state = model.state_dict()
+        return {k: state[k] for k in trainable_tensor_names(model, config)}
     keep = set(_adapter_param_names(model))
     return {
         k: v
@@ -216,7 +239,7 @@ def save_adapter(model: nn.Module, path: str) -> None:
             os.remove(tmp)
 
 
-def read_adapter_config(path: str) -> AdapterConfig:
+def read_adapter_config(path: str):
     """The AdapterConfig stored in an adapter file."""
     from safetensors import safe_open
 
@@ -230,13 +253,15 @@ def read_adapter_config(path: str) -> AdapterConfig:
 
 
 def load_adapter(model: nn.Module, path: str) -> nn.Module:
-    """Load an adapter file into `model`, applying its config first when the model has no adapters."""
+    """Load an adapter file into `model`, applying its config first when the model has no adapters.
+
+    Returns the model holding the adapter: for DAPT / IDPT / PointGST applied here, a new model."""
     from safetensors.torch import load_file
 
     stored = read_adapter_config(path)
     config = get_adapter_config(model)
     if config is None:
-        apply_adapters(model, stored)
+        model = apply_adapters(model, stored)
     else:
         _check_same_structure(config, stored, path)
     if any(m.merged for _, m in adapter_layers(model)):
@@ -250,8 +275,11 @@ def load_adapter(model: nn.Module, path: str) -> nn.Module:
     return model
 
 
-def _check_same_structure(config: AdapterConfig, stored: AdapterConfig, path: str) -> None:
-    diff = [f for f in _STRUCTURAL_FIELDS if getattr(config, f) != getattr(stored, f)]
+def _check_same_structure(config, stored, path: str) -> None:
+    if type(config) is not type(stored):
+        raise ValueError(f"adapter file {path} holds method {stored.method!r}, the model has {config.method!r}")
+    fields = config.structural_fields if isinstance(config, MethodConfig) else _STRUCTURAL_FIELDS
+    diff = [f for f in fields if getattr(config, f) != getattr(stored, f)]
     if diff:
         detail = ", ".join(f"{f}: file {getattr(stored, f)!r} vs model {getattr(config, f)!r}" for f in diff)
         raise ValueError(f"adapter file {path} was made with a different adapter config ({detail})")

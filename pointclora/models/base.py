@@ -41,8 +41,12 @@ class FrozenBNMixin:
             modules[name].eval()
         return names
 
+    # False: frozen BatchNorm layers train like the others (the official PEFT scripts; the peer
+    # methods' ``freeze_bn_stats: false`` sets it)
+    freeze_frozen_bn = True
+
     def train(self, mode: bool = True):
         nn.Module.train(self, mode)
-        if mode:
+        if mode and self.freeze_frozen_bn:
             self.freeze_backbone_bn()
         return self

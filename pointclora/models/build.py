@@ -10,6 +10,7 @@ from typing import Any, Callable, Dict, Mapping
 
 from torch import nn
 
+from .dapt import PointMAEDAPT
 from .part_seg import PointMAEPartSeg
 from .point_bert import PointBERT
 from .point_mae import PointMAE
@@ -22,7 +23,10 @@ MODELS: Dict[str, Callable[..., nn.Module]] = {
     "PointBERT": PointBERT,
     "PointMAEPartSeg": PointMAEPartSeg,
     "PointMAEPretrain": PointMAEPretrain,
+    "PointMAEDAPT": PointMAEDAPT,
 }
+# official NAMEs of the method variants -> ours (their configs keep the official keys)
+OFFICIAL_NAMES = {"PointTransformer_DAPT": "PointMAEDAPT"}
 
 
 def register_model(name: str, cls: Callable[..., nn.Module]) -> None:
@@ -40,6 +44,9 @@ def _resolve_alias(name: str, cfg: Dict[str, Any]) -> str:
         logger.info("model NAME 'PointTransformer' taken as %r (encoder_dims=%s, trans_dim=%s)",
                     taken, cfg.get("encoder_dims"), cfg.get("trans_dim"))
         return taken
+    if name in OFFICIAL_NAMES:
+        logger.info("model NAME %r taken as %r", name, OFFICIAL_NAMES[name])
+        return OFFICIAL_NAMES[name]
     if name == "Point_MAE":
         logger.info("model NAME 'Point_MAE' (official pre-training model) taken as 'PointMAEPretrain'")
         return "PointMAEPretrain"
@@ -81,7 +88,7 @@ def build_model(cfg: Mapping) -> nn.Module:
     name = _resolve_alias(str(flat.pop("NAME")), flat)
     if name not in MODELS:
         raise KeyError(f"unknown model NAME {name!r}; known names: {sorted(MODELS)} "
-                       "(aliases: 'PointTransformer', 'Point_MAE')")
+                       f"(aliases: 'PointTransformer', 'Point_MAE', {', '.join(repr(k) for k in OFFICIAL_NAMES)})")
     cls = MODELS[name]
     required, optional = config_keys(cls)
     missing = [k for k in required if k not in flat]

@@ -49,7 +49,7 @@ class PointMAE(FrozenBNMixin, nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, trans_dim))
         self.cls_pos = nn.Parameter(torch.zeros(1, 1, trans_dim))
         self.pos_embed = positional_mlp(trans_dim)
-        self.blocks = TransformerEncoder(trans_dim, depth, num_heads, drop_path_schedule(drop_path_rate, depth))
+        self.blocks = self._build_blocks(drop_path_schedule(drop_path_rate, depth))
         self.norm = nn.LayerNorm(trans_dim)
         self.cls_head_finetune = self._build_head(cls_dim)
         self.apply(trunc_normal_init_weights)  # official "training from scratch" init
@@ -65,10 +65,18 @@ class PointMAE(FrozenBNMixin, nn.Module):
             )
         return nn.Identity()
 
+    def feature_dim(self) -> int:
+        """Width of ``forward_features``: [cls] output and max over the group tokens."""
+        return 2 * self.trans_dim
+
+    def _build_blocks(self, rates: list) -> nn.Module:
+        """The transformer (``blocks.blocks.{i}``); method variants (DAPT, PointGST) build theirs."""
+        return TransformerEncoder(self.trans_dim, self.depth, self.num_heads, rates)
+
     def _build_head(self, cls_dim: int) -> nn.Sequential:
         """Official head: Linear(2C,256)-BN-ReLU-Dropout-Linear(256,256)-BN-ReLU-Dropout-Linear(256,cls_dim)."""
         return nn.Sequential(
-            nn.Linear(self.trans_dim * 2, 256),
+            nn.Linear(self.feature_dim(), 256),
             nn.BatchNorm1d(256),
             nn.ReLU(inplace=True),
             nn.Dropout(0.5),

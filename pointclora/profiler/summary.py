@@ -125,10 +125,24 @@ def example_inputs(cfg: Mapping, batch: int, points: Optional[int]) -> tuple:
     return (pts,)
 
 
+def merge_note(cfg: Mapping) -> Optional[str]:
+    """Why the config's adapters cannot merge (DAPT, IDPT, PointGST), or None when they can."""
+    if not cfg.get("adapter"):
+        return None
+    from ..adapters import AdapterConfig, MethodConfig
+
+    config = AdapterConfig.from_dict(dict(cfg["adapter"]))
+    return config.MERGE_NOTE if isinstance(config, MethodConfig) else None
+
+
 def profile_config(cfg: Mapping, name: str, points: Optional[int] = None, batch: int = 1,
                    merged: bool = False, per_module: bool = False) -> ProfileResult:
+    """A merged profile of a method that cannot merge is its unmerged profile, labelled 'not mergeable'."""
+    unmergeable = merged and merge_note(cfg) is not None
+    merged = merged and not unmergeable
     model = build_from_config(cfg, merged)
     inputs = example_inputs(cfg, batch, points)
     mode = "no adapters" if not cfg.get("adapter") else ("merged" if merged else "unmerged")
+    mode = "not mergeable" if unmergeable else mode
     groups = cfg.get("model", {}).get("num_group")
     return profile_model(model, inputs, name=name, groups=groups, mode=mode, per_module=per_module)

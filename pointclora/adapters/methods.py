@@ -1,0 +1,265 @@
+"""Peer PEFT methods that change the block forward (DAPT, IDPT, PointGST): configs and plumbing.
+
+Design
+------
+LoRA and CLoRA wrap single ``nn.Linear`` layers in place. DAPT (prompts from a dynamic adapter,
+scale-and-shift factors), IDPT (instance-aware prompts) and PointGST (a spectral adapter beside the
+MLP) change what a block computes and how many tokens it carries, so they cannot be a wrapper of
+one layer. Each such method is instead
+
+1. a **model variant** in ``pointclora/models/<method>.py`` (a ``PointMAE`` subclass with its own
+   blocks, registered under our name and the official ``NAME``), whose attribute names are the
+   official ones, so official configs build it (``build_model({"NAME": "PointTransformer_DAPT",
+   ...})``) and official fine-tuned checkpoints load into it strictly; its adapter sub-modules
+   live in ``pointclora/adapters/<method>.py`` (the profiler counts them as "adapters");
+2. a **config dataclass** (a ``MethodConfig`` subclass registered with ``register_method``) whose
+   fields are the method's official model keys. A field left ``None`` takes the value of a model
+   that is already the variant, else the official default (``OFFICIAL``), so ``adapter: {method:
+   dapt}`` works both on a Point-MAE backbone and on a model built from an official config.
+
+``apply_adapters(backbone, config)`` calls ``apply_method``: it builds the variant from the
+backbone's hyper-parameters, copies the backbone's tensors into it (the backbone itself is not
+touched; the head is kept when its shape still fits), then applies the method's own freezing rule
+(its ``adapter_parameter_names()`` plus ``trainable_modules``) and returns the NEW model. Callers
+must use the returned model (``model = apply_adapters(model, cfg)``), as the engine does.
+
+A variant implements: ``METHOD`` (the method name), ``from_backbone(backbone, config)``,
+``method_fields()`` (its values of the config's structural fields), ``adapter_parameter_names()``.
+None of these methods can be merged into the backbone's weights (their updates depend on the
+input, or add tokens): ``merge_adapters`` raises with the config's ``MERGE_NOTE``.
+
+BatchNorm: the official scripts keep every BatchNorm in train mode, so the frozen patch encoder's
+running statistics keep updating during fine-tuning. ``freeze_bn_stats: false`` (default)
+reproduces that; ``true`` keeps them frozen like the rest of this toolkit. With the official
+setting the updated statistics are part of the adapter file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Dict, List, Mapping, Optional, Tuple
+
+import torch
+from torch import nn
+
+from .config import DEFAULT_TRAINABLE, _as_pattern_list, _check_int, _check_number
+
+METHOD_CONFIGS: Dict[str, type] = {}  # method name -> MethodConfig subclass
+_MODEL_CLASSES: Dict[str, str] = {}  # method name -> registry NAME of its model variant
+
+
+def register_method(name: str, config_cls: type, model_name: str) -> None:
+    """Register a model-variant method: its config class and the model registry NAME it builds."""
+    if name in METHOD_CONFIGS:
+        raise KeyError(f"adapter method {name!r} is already registered")
+    METHOD_CONFIGS[name] = config_cls
+    _MODEL_CLASSES[name] = model_name
+
+
+def _err(cls_name: str, field_name: str, expected: str, value: Any) -> ValueError:
+    return ValueError(f"{cls_name}.{field_name} must be {expected}, got {value!r}")
+
+
+@dataclass
+class MethodConfig:
+    """Fields shared by every model-variant method (see the module docstring).
+
+    trainable_modules: modules trained besides the method's own parameters (the task head and the
+        class token / position, as the official 'cls' name rule).
+    freeze_bn_stats: keep frozen BatchNorm statistics frozen (ours) instead of updating them (official).
+    coto, coto_p_start, coto_ramp_fraction: CoTo progressive activation, where the method allows it.
+    seed: seed of the adapter initialisation.
+    """
+
+    method: str = ""
+    trainable_modules: List[str] = field(default_factory=lambda: list(DEFAULT_TRAINABLE))
+    freeze_bn_stats: bool = False
+    coto: bool = False
+    coto_p_start: float = 0.1
+    coto_ramp_fraction: float = 0.75
+    seed: int = 0
+
+    OFFICIAL: ClassVar[Dict[str, Any]] = {}  # structural field -> official default
+    COTO_NOTE: ClassVar[Optional[str]] = None  # why CoTo does not apply (None: it applies)
+    MERGE_NOTE: ClassVar[str] = "cannot be merged"
+    sade_weight: ClassVar[float] = 0.0  # no regulariser (the engine reads it like AdapterConfig's)
+
+    def __post_init__(self):
+        name = type(self).__name__
+        if self.method not in METHOD_CONFIGS or METHOD_CONFIGS[self.method] is not type(self):
+            raise ValueError(f"{name}.method must be {self._method_name()!r}, got {self.method!r}")
+        self.trainable_modules = _as_pattern_list(self.trainable_modules, "trainable_modules")
+        for flag in ("freeze_bn_stats", "coto"):
+            if not isinstance(getattr(self, flag), bool):
+                raise _err(name, flag, "true or false", getattr(self, flag))
+        if self.coto and self.COTO_NOTE:
+            raise ValueError(f"{name}.coto: CoTo does not apply to {self.method}: {self.COTO_NOTE}")
+        _check_number(self.coto_p_start, "coto_p_start", 0.0, 1.0, False, False)
+        _check_number(self.coto_ramp_fraction, "coto_ramp_fraction", 0.0, 1.0, True, False)
+        _check_int(self.seed, "seed", 0)
+        self.validate_fields()
+
+    @classmethod
+    def _method_name(cls) -> str:
+        return next((k for k, v in METHOD_CONFIGS.items() if v is cls), "?")
+
+    def validate_fields(self) -> None:
+        """Check the method's own fields (None = resolved later); subclasses override."""
+
+    @property
+    def structural_fields(self) -> Tuple[str, ...]:
+        return tuple(self.OFFICIAL)
+
+    def resolved(self, model: Optional[nn.Module] = None) -> "MethodConfig":
+        """A copy with every None field set from ``model`` (a variant already) or the official default;
+        a field that is set but differs from the variant's value is an error naming it."""
+        own = model.method_fields() if model is not None and hasattr(model, "method_fields") else {}
+        values = {}
+        for key, default in self.OFFICIAL.items():
+            value = getattr(self, key)
+            if key in own and value is not None and value != own[key]:
+                raise ValueError(f"{type(self).__name__}.{key}={value!r} but the model was built with {key}={own[key]!r}")
+            values[key] = own.get(key, default) if value is None else value
+        return dataclasses.replace(self, **values)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "MethodConfig":
+        if not isinstance(d, Mapping):
+            raise ValueError(f"adapter config must be a mapping, got {type(d).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown adapter config key(s) {unknown} for method={d.get('method')!r}; "
+                             f"known keys: {sorted(known)}")
+        return cls(**dict(d))
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "MethodConfig":
+        return cls.from_dict(json.loads(text))
+
+
+def check_choice(config: MethodConfig, key: str, choices: Tuple[str, ...]) -> None:
+    value = getattr(config, key)
+    if value is not None and value not in choices:
+        raise _err(type(config).__name__, key, f"one of {list(choices)}", value)
+
+
+def check_positive_int(config: MethodConfig, key: str) -> None:
+    value = getattr(config, key)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise _err(type(config).__name__, key, "an integer >= 1", value)
+
+
+def check_rate(config: MethodConfig, key: str) -> None:
+    value = getattr(config, key)
+    if value is None:
+        return
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or not 0.0 <= value < 1.0:
+        raise _err(type(config).__name__, key, "a number in [0, 1)", value)
+
+
+# ----------------------------------------------------------------------------- apply / freeze
+
+
+def is_method_model(model: nn.Module) -> bool:
+    return isinstance(getattr(model, "METHOD", None), str) and hasattr(model, "adapter_parameter_names")
+
+
+def _variant_class(method: str):
+    from ..models import MODELS
+
+    return MODELS[_MODEL_CLASSES[method]]
+
+
+def apply_method(model: nn.Module, config: MethodConfig) -> nn.Module:
+    """The method's variant of ``model`` (built from its parts, or ``model`` itself when it already
+    is the variant), frozen by the method's rule, with the resolved config in ``adapter_config``."""
+    from .inject import CONFIG_ATTR
+
+    if getattr(model, CONFIG_ATTR, None) is not None:
+        raise ValueError(f"{type(model).__name__} already has adapters ({getattr(model, CONFIG_ATTR).method})")
+    cls = _variant_class(config.method)
+    if is_method_model(model):
+        if model.METHOD != config.method:
+            raise ValueError(f"adapter method {config.method!r} on a {model.METHOD} model ({type(model).__name__})")
+        config = config.resolved(model)
+    else:
+        config = config.resolved()
+        model = cls.from_backbone(model, config)
+    freeze_by_rule(model, config)
+    model.freeze_frozen_bn = config.freeze_bn_stats
+    model.train(model.training)  # apply the BatchNorm rule now
+    setattr(model, CONFIG_ATTR, config)
+    return model
+
+
+def freeze_by_rule(model: nn.Module, config: MethodConfig) -> None:
+    from .inject import _check_trainable_patterns, _is_trainable_name
+
+    _check_trainable_patterns(model, config.trainable_modules)
+    own = set(model.adapter_parameter_names())
+    for name, param in model.named_parameters():
+        param.requires_grad_(name in own or _is_trainable_name(name, config.trainable_modules))
+
+
+def copy_backbone_state(variant: nn.Module, backbone: nn.Module) -> List[str]:
+    """Copy every backbone tensor whose key and shape the variant shares; returns the keys left out
+    (a head whose input width changed). A backbone key the variant lacks is an error."""
+    own = variant.state_dict()
+    src = backbone.state_dict()
+    lacking = [k for k in src if k not in own]
+    if lacking:
+        raise ValueError(f"{type(variant).__name__} has no place for backbone tensors {lacking[:5]}")
+    skipped = [k for k, v in src.items() if v.shape != own[k].shape]
+    bad = [k for k in skipped if not k.startswith("cls_head_finetune.")]
+    if bad:
+        raise ValueError(f"backbone tensors {bad[:5]} do not fit {type(variant).__name__}")
+    variant.load_state_dict({k: v for k, v in src.items() if k not in skipped}, strict=False)
+    return skipped
+
+
+def backbone_kwargs(backbone: nn.Module) -> Dict[str, Any]:
+    """Constructor keywords of a PointMAE backbone, read from the built model."""
+    from ..models import PointMAE, PointBERT
+
+    if not isinstance(backbone, PointMAE) or isinstance(backbone, PointBERT) or is_method_model(backbone):
+        raise ValueError(f"these methods adapt a Point-MAE backbone (NAME: PointMAE), got {type(backbone).__name__}")
+    last = backbone.blocks.blocks[-1].drop_path
+    # the schedule is linspace(0, rate, depth): the last block holds the rate itself
+    rate = getattr(last, "drop_prob", 0.0)
+    return dict(trans_dim=backbone.trans_dim, depth=backbone.depth, drop_path_rate=rate, cls_dim=backbone.cls_dim,
+                num_heads=backbone.num_heads, group_size=backbone.group_size, num_group=backbone.num_group,
+                encoder_dims=backbone.encoder_dims, fps_skip_near_origin=backbone.group_divider.skip_near_origin)
+
+
+def bn_buffer_names(model: nn.Module) -> List[str]:
+    """Running-statistics buffers of every BatchNorm (they change in training when not frozen)."""
+    names = []
+    for prefix, module in model.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            names += [f"{prefix}.{n}" for n, b in module.named_buffers(recurse=False) if b is not None]
+    return names
+
+
+def trainable_tensor_names(model: nn.Module, config: MethodConfig) -> List[str]:
+    """State-dict keys an adapter file of this method holds: the method's parameters, the
+    trainable modules (parameters and buffers) and, with official BatchNorm, every BN statistic."""
+    from .inject import _is_trainable_name
+
+    keep = set(model.adapter_parameter_names())
+    if not config.freeze_bn_stats:
+        keep |= set(bn_buffer_names(model))
+    return [k for k in model.state_dict() if k in keep or _is_trainable_name(k, config.trainable_modules)]
+
+
+def seeded(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)

@@ -1,0 +1,251 @@
+"""The model-variant methods (DAPT, PointGST) through the shared plumbing: config, build from a
+backbone and from the official NAME, freezing, counts, adapter files, BatchNorm rule, merging."""
+import copy
+
+import pytest
+import torch
+
+from pointclora.adapters import (
+    AdapterConfig,
+    adapter_state_dict,
+    apply_adapters,
+    count_parameters,
+    load_adapter,
+    merge_adapters,
+    merge_and_unload,
+    read_adapter_config,
+    save_adapter,
+)
+from pointclora.models import build_model, load_pretrained
+
+TINY = dict(trans_dim=32, depth=2, drop_path_rate=0.1, cls_dim=5, num_heads=2, group_size=8, num_group=16,
+            encoder_dims=32)
+FULL = dict(trans_dim=384, depth=12, cls_dim=15, num_heads=6, group_size=32, num_group=128, encoder_dims=384)
+# method -> (adapter section, official NAME, official model keys, full-size (trainable, total) of the official code)
+METHODS = {
+    "dapt": (dict(method="dapt", rank=4), "PointTransformer_DAPT",
+             dict(rank=64, drop_adapter_rate=0.2, class_token="use", prompt_token="mean", patch_token="max",
+                  drop_rate=0.0, drop_path_rate=0.3), (1_087_771, 22_912_795)),
+}
+# the official freezing rule of each repository (tools/builder.py, optimizer part dapt / adapt)
+OFFICIAL_RULE = {"dapt": lambda n: "cls" in n or "tfts" in n or "Adapter" in n}
+
+
+def backbone(seed=0):
+    torch.manual_seed(seed)
+    return build_model(dict(NAME="PointMAE", **TINY)).eval()
+
+
+def points(seed=1, b=3, n=64):
+    return torch.randn(b, n, 3, generator=torch.Generator().manual_seed(seed))
+
+
+def adapted(method, seed=0, **extra):
+    section = dict(METHODS[method][0], **extra)
+    return apply_adapters(backbone(seed), AdapterConfig.from_dict(section))
+
+
+def randomise(model, seed=3, std=0.1):
+    """Every trainable tensor non-zero (the up-projections start at zero)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for _, p in model.named_parameters():
+            if p.requires_grad:
+                p.add_(torch.randn(p.shape, generator=gen) * std)
+    return model
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_full_size_counts_equal_the_official_code(method):
+    section, name, keys, (trainable, total) = METHODS[method]
+    with torch.device("meta"):
+        official = build_model(dict(NAME=name, **FULL, **keys))
+    official = apply_adapters(official, AdapterConfig.from_dict({"method": method}))
+    counts = count_parameters(official)
+    assert (counts["trainable"], counts["total"]) == (trainable, total)
+    rule = sorted(n for n, _ in official.named_parameters() if OFFICIAL_RULE[method](n))
+    assert sorted(n for n, p in official.named_parameters() if p.requires_grad) == rule
+    assert counts["adapter"] + counts["head"] == trainable
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_variant_is_built_from_a_copy_of_the_backbone(method):
+    base = backbone()
+    before = copy.deepcopy(base.state_dict())
+    model = apply_adapters(base, AdapterConfig.from_dict(METHODS[method][0]))
+    assert model is not base and model.METHOD == method
+    assert all(torch.equal(v, base.state_dict()[k]) for k, v in before.items())  # backbone untouched
+    state = model.state_dict()
+    same = [k for k, v in before.items() if k in state and v.shape == state[k].shape]
+    assert all(torch.equal(before[k], state[k]) for k in same)
+    assert not any(p.requires_grad for n, p in model.named_parameters() if n in before and "cls" not in n)
+    assert model.adapter_config.rank == 4 and model.adapter_config.method == method
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_official_name_and_checkpoint_load_strictly(method, tmp_path):
+    section, name, keys, _ = METHODS[method]
+    official = build_model(dict(NAME=name, **dict(TINY, **{k: v for k, v in keys.items() if k != "rank"}), rank=4))
+    randomise(apply_adapters(official, AdapterConfig.from_dict({"method": method}))).eval()
+    x = points()
+    ref = official(x)
+    for prefix in ("", "module."):
+        path = tmp_path / f"official{prefix}.pth"
+        torch.save({"base_model": {prefix + k: v for k, v in official.state_dict().items()}}, path)
+        fresh = build_model(dict(NAME=name, **dict(TINY, **{k: v for k, v in keys.items() if k != "rank"}), rank=4))
+        assert load_pretrained(fresh, str(path), strict=True) == ([], [])
+        torch.testing.assert_close(fresh.eval()(x), ref, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_adapter_file_round_trip_with_updated_bn_statistics(method, tmp_path):
+    model = randomise(adapted(method)).train()
+    assert all(m.training for m in model.encoder.modules())  # official: BatchNorm keeps updating
+    with torch.no_grad():
+        model(points(b=4))  # moves the encoder's running statistics
+    model.eval()
+    x = points()
+    ref = model(x)
+    path = tmp_path / "adapter.safetensors"
+    save_adapter(model, str(path))
+    assert read_adapter_config(str(path)) == model.adapter_config
+    saved = adapter_state_dict(model)
+    assert "encoder.first_conv.1.running_mean" in saved
+    assert not any(k.endswith("qkv.weight") for k in saved)
+    loaded = load_adapter(backbone(), str(path)).eval()
+    torch.testing.assert_close(loaded(x), ref, atol=1e-6, rtol=0)
+    other = adapted(method)  # already adapted, adapters at their init: the file replaces them
+    torch.testing.assert_close(load_adapter(other, str(path)).eval()(x), ref, atol=1e-6, rtol=0)
+    assert path.stat().st_size < sum(p.numel() for p in model.parameters()) * 4 / 3
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_frozen_bn_switch(method):
+    model = adapted(method, freeze_bn_stats=True).train()
+    assert not model.encoder.first_conv[1].training
+    saved = adapter_state_dict(model)
+    assert not any(k.startswith("encoder.") for k in saved)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_not_mergeable_says_why(method):
+    model = adapted(method)
+    for fn in (merge_adapters, merge_and_unload):
+        with pytest.raises(ValueError, match="cannot be merged"):
+            fn(model)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_training_step_moves_only_trainable_tensors(method):
+    model = randomise(adapted(method)).train()
+    params = dict(model.named_parameters())
+    before = {n: p.detach().clone() for n, p in params.items()}
+    opt = torch.optim.SGD([p for p in params.values() if p.requires_grad], lr=0.1)
+    loss = model.loss(model(points(b=4)), torch.tensor([0, 1, 2, 3]))
+    loss.backward()
+    opt.step()
+    moved = {n for n, p in params.items() if not torch.equal(p, before[n])}
+    assert moved and moved <= {n for n, p in params.items() if p.requires_grad}
+    assert any("cls_head" not in n for n in moved)
+
+
+@pytest.mark.parametrize("section, message", [
+    (dict(method="dapt", rank=0), "DAPTConfig.rank"),
+    (dict(method="dapt", drop_adapter_rate=1.0), "DAPTConfig.drop_adapter_rate"),
+    (dict(method="dapt", prompt_token="avg"), "DAPTConfig.prompt_token"),
+    (dict(method="dapt", class_token="None", prompt_token="None", patch_token="None"), "all 'None'"),
+    (dict(method="dapt", coto=True), "CoTo does not apply to dapt"),
+    (dict(method="dapt", target_modules=["attn.qkv"]), "unknown adapter config key"),
+    (dict(method="dapt", freeze_bn_stats="yes"), "DAPTConfig.freeze_bn_stats"),
+])
+def test_config_errors_name_the_field(section, message):
+    with pytest.raises(ValueError, match=message):
+        AdapterConfig.from_dict(section)
+
+
+def test_method_config_cannot_be_an_adapterconfig():
+    with pytest.raises(ValueError, match="DAPTConfig"):
+        AdapterConfig(method="dapt")
+
+
+def test_config_value_must_match_a_model_built_with_official_keys():
+    official = build_model(dict(NAME="PointTransformer_DAPT", **TINY, rank=4))
+    with pytest.raises(ValueError, match="DAPTConfig.rank=8 but the model was built with rank=4"):
+        apply_adapters(official, AdapterConfig.from_dict({"method": "dapt", "rank": 8}))
+    assert apply_adapters(official, AdapterConfig.from_dict({"method": "dapt"})).adapter_config.rank == 4
+
+
+def test_dapt_shapes_and_prompts():
+    model = randomise(adapted("dapt")).eval()
+    x = points()
+    tokens = model.forward_tokens(x)
+    assert tokens.shape == (3, 1 + TINY["depth"] + TINY["num_group"], TINY["trans_dim"])
+    assert model.forward_features(x).shape == (3, 3 * TINY["trans_dim"])
+    assert model(x).shape == (3, TINY["cls_dim"])
+    only_cls = adapted("dapt", prompt_token="None", patch_token="None").eval()
+    assert only_cls.cls_head_finetune[0].in_features == TINY["trans_dim"]
+    assert only_cls(x).shape == (3, TINY["cls_dim"])
+
+
+def test_dapt_rejects_other_backbones():
+    torch.manual_seed(0)
+    bert = build_model(dict(NAME="PointBERT", **dict(TINY, encoder_dims=16)))
+    with pytest.raises(ValueError, match="Point-MAE backbone"):
+        apply_adapters(bert, AdapterConfig.from_dict({"method": "dapt"}))
+
+
+# ----------------------------------------------------------------------------- the tools, end to end
+def _load_tool(name):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "tools" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_cli", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    from pointclora.datasets.demo import make_demo_data
+
+    root = tmp_path_factory.mktemp("demo")
+    make_demo_data(root, seed=0, train_per_class=2, test_per_class=1, val_per_class=1, npoints=128,
+                   datasets=("ScanObjectNN",))
+    return root
+
+
+TOOL_ADAPTERS = {"dapt": "{method: dapt, rank: 4}"}
+
+
+@pytest.mark.parametrize("method", TOOL_ADAPTERS)
+def test_train_test_profile_through_the_tools(method, demo, tmp_path, capsys):
+    import json
+    from pathlib import Path
+
+    bases = Path(__file__).resolve().parents[1] / "configs" / "_base_"
+    config = tmp_path / f"{method}.yaml"
+    config.write_text(f"""_base_: [{bases}/scanobjectnn.yaml, {bases}/adapter_{method}.yaml]
+model: {{trans_dim: 32, num_heads: 2, group_size: 8, num_group: 16, encoder_dims: 32, depth: 2, drop_path_rate: 0.1}}
+dataset: {{root: {demo}/ScanObjectNN, npoints: 64, train_transforms: [scale_translate]}}
+train: {{epochs: 2, batch_size: 4, val_batch_size: 8, num_workers: 0, pin_memory: false, amp: false}}
+optimizer: {{lr: 2.0e-3}}
+scheduler: {{warmup_epochs: 0}}
+adapter: {TOOL_ADAPTERS[method]}
+""")
+    train = _load_tool("train")
+    out = tmp_path / "out"
+    assert train.main(["--config", str(config), "--output-dir", str(out), "--device", "cpu"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["parameters"]["adapter"] > 0
+    assert (out / "adapter-best.safetensors").is_file()
+    assert train.main(["--config", str(config), "--output-dir", str(out), "--device", "cpu", "--test",
+                       "--ckpts", str(out / "ckpt-best.pth")]) == 0
+    tested = json.loads((out / "test_results.json").read_text())
+    assert tested["metrics"]["oa"] == pytest.approx(results["test"]["oa"])
+    profile = _load_tool("profile_flops")
+    capsys.readouterr()
+    assert profile.main(["--compare", f"{config}:merged", "--format", "json"]) == 0
+    text = capsys.readouterr().out
+    assert "not mergeable" in text

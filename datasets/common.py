@@ -43,12 +43,33 @@ def hint(dataset: str) -> str:
     return f" [{dataset}] {SOURCES[dataset]}"
 
 
+class DataError(ValueError):
+    """A data file is unreadable or malformed; the message names the file (and the 1-based row).
+
+    The engine ends a run on it with the message alone (exit status 2) or, with
+    `dataset.on_bad_file: skip`, skips the file. A DataLoader worker re-raises it in the main
+    process as `DataError(<worker traceback text>)`: the original message is recovered here.
+    """
+
+    _WORKER = "in DataLoader worker process"
+
+    def __init__(self, message: str = "", path: Optional[PathLike] = None):
+        if self._WORKER in message:  # rebuilt by torch from a worker: its last line is 'DataError: <message>'
+            last = message.rstrip().splitlines()[-1]
+            message = last.split("DataError: ", 1)[-1]
+        super().__init__(message)
+        self.path = None if path is None else str(path)
+
+    def __reduce__(self):
+        return type(self), (str(self), self.path)
+
+
 def missing(path: PathLike, what: str, dataset: str) -> FileNotFoundError:
     return FileNotFoundError(f"{path}: {what} not found.{hint(dataset)}")
 
 
-def malformed(path: PathLike, what: str, dataset: str) -> ValueError:
-    return ValueError(f"{path}: {what}.{hint(dataset)}")
+def malformed(path: PathLike, what: str, dataset: str) -> DataError:
+    return DataError(f"{path}: {what}.{hint(dataset)}", path)
 
 
 def require_file(path: Path, what: str, dataset: str) -> Path:

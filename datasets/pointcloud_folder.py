@@ -198,6 +198,8 @@ def list_files(root: Path, file_list: Optional[str], split: str) -> List[Path]:
 class PointCloudFolder(Dataset):
     """Unlabelled point clouds from files; items {'points': (npoints, 3) float32}."""
 
+    labelled = False  # no 'label': tools/train.py refuses it before training, tools/pretrain.py uses it
+
     def __init__(
         self,
         root: PathLike,

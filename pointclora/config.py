@@ -10,6 +10,7 @@ The merged config is validated against `SCHEMA`: an unknown key or a wrong type 
 from __future__ import annotations
 
 import copy
+import math
 import os
 import re
 from pathlib import Path
@@ -83,6 +84,7 @@ SCHEMA: dict = {
         "cache_points": int, "sample_seed": (int, NoneType), "generate_demo": (str, NoneType),
         "train_split": str, "val_split": (str, NoneType), "test_split": str,
         "file_list": (str, NoneType),  # PointCloudFolder: names of a split's files
+        "on_bad_file": str,  # the engine's policy for a malformed data file: error (default) or skip
     },
     "train": {
         "epochs": int, "batch_size": int, "val_batch_size": int, "val_freq": int,
@@ -103,6 +105,7 @@ MINIMUM = {
     "optimizer.lr": (0, False), "optimizer.weight_decay": (0, True), "scheduler.warmup_epochs": (0, True),
     "scheduler.min_lr": (0, True), "scheduler.warmup_lr": (0, True),
 }
+CHOICES = {"dataset.on_bad_file": ("error", "skip")}
 OPTIONAL_SECTIONS = ("adapter",)  # `adapter: null` in a child config means full fine-tuning
 REQUIRED = ("model.NAME", "dataset.NAME", "train.epochs", "train.batch_size", "optimizer.lr")
 
@@ -223,8 +226,25 @@ def _type_name(expected) -> str:
     return " or ".join(names.get(t.__name__, t.__name__) for t in types)
 
 
+def _value_problem(dotted: str, value: Any) -> str | None:
+    """What is wrong with a well-typed value (None when nothing): ranges, NaN / inf, choices, betas."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"must be a finite number, got {value!r}"
+    if dotted in MINIMUM and value is not None:
+        low, inclusive = MINIMUM[dotted]
+        if value < low or (value == low and not inclusive):
+            return f"must be {'>=' if inclusive else '>'} {low}, got {value!r}"
+    if dotted in CHOICES and value not in CHOICES[dotted]:
+        return f"must be one of {list(CHOICES[dotted])}, got {value!r}"
+    if dotted == "optimizer.betas":
+        ok = len(value) == 2 and all(_type_ok(b, Number) and math.isfinite(b) and 0 <= b < 1 for b in value)
+        if not ok:
+            return f"must be two numbers in [0, 1), e.g. [0.9, 0.999], got {value!r}"
+    return None
+
+
 def validate(cfg: Mapping, sources: Mapping | None = None, schema: Mapping = SCHEMA, prefix: str = "") -> None:
-    """Raises ConfigError for an unknown key, a wrong type or a missing required key."""
+    """Raises ConfigError for an unknown key, a wrong type or value, or a missing required key."""
     sources = sources or {}
     for key, value in cfg.items():
         dotted = f"{prefix}{key}"
@@ -243,10 +263,8 @@ def validate(cfg: Mapping, sources: Mapping | None = None, schema: Mapping = SCH
             raise ConfigError(
                 f"{where}: key '{dotted}' must be {_type_name(expected)}, got {type(value).__name__} {value!r}"
             )
-        elif dotted in MINIMUM and value is not None:
-            low, inclusive = MINIMUM[dotted]
-            if value < low or (value == low and not inclusive):
-                raise ConfigError(f"{where}: key '{dotted}' must be {'>=' if inclusive else '>'} {low}, got {value!r}")
+        elif _value_problem(dotted, value):
+            raise ConfigError(f"{where}: key '{dotted}' {_value_problem(dotted, value)}")
     if not prefix:
         for key in REQUIRED:
             if get_by_dotted(cfg, key) is None:

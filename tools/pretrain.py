@@ -26,6 +26,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--config", required=True, help="YAML config: a path, or a file name in configs/")
     p.add_argument("--ckpts", default=None, help="Point-MAE pre-training checkpoint to continue from")
     p.add_argument("--resume", action="store_true", help="continue from <output_dir>/ckpt-last.pth")
+    p.add_argument("--resume-override", action="store_true",
+                   help="--resume with a changed config: apply the changed keys (refused without this flag)")
     p.add_argument("--seed", type=int, default=None, help="overrides train.seed")
     p.add_argument("--output-dir", default=None, help="overrides output_dir")
     p.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE",

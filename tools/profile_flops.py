@@ -97,6 +97,14 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from pointclora.profiler.report import format_compare, format_result
 
+    for flag in ("points", "batch", "iters"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            print(f"error: --{flag} must be >= 1, got {value}", file=sys.stderr, flush=True)
+            return 2
+    if args.warmup < 0:
+        print(f"error: --warmup must be >= 0, got {args.warmup}", file=sys.stderr, flush=True)
+        return 2
     try:
         if args.compare:
             results = [profile_one(spec, args, args.merged) for spec in args.compare]

@@ -25,6 +25,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--ckpts", default=None,
                    help="pre-trained backbone for training; with --test the checkpoint to evaluate")
     p.add_argument("--resume", action="store_true", help="continue from <output_dir>/ckpt-last.pth")
+    p.add_argument("--resume-override", action="store_true",
+                   help="--resume with a changed config: apply the changed keys (refused without this flag)")
     p.add_argument("--test", action="store_true", help="evaluate <output_dir>/ckpt-best.pth (or --ckpts)")
     p.add_argument("--vote", type=int, default=1, help="--test: passes averaged (scale-and-translate votes)")
     p.add_argument("--seed", type=int, default=None, help="overrides train.seed")

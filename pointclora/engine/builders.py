@@ -20,7 +20,7 @@ from .distributed import DistInfo, ShardSampler, barrier, train_sampler
 
 REPO_ROOT = CONFIG_DIR.parent
 # dataset-section keys read by the engine, not passed to the dataset constructor
-ENGINE_DATASET_KEYS = ("train_split", "val_split", "test_split", "generate_demo")
+ENGINE_DATASET_KEYS = ("train_split", "val_split", "test_split", "generate_demo", "on_bad_file")
 DEFAULT_SPLITS = {"ShapeNetPart": ("trainval", "test", "test")}  # Point-MAE part seg trains on trainval
 
 
@@ -62,9 +62,28 @@ def dataset_kwargs(cfg_dataset: Mapping) -> dict:
     return out
 
 
+def _demo_roots(demo: Path, name: str) -> list[Path]:
+    """The dataset roots that make_demo_data(demo) fills for dataset `name`."""
+    from ..datasets.demo import SHAPENET_FOLDER
+
+    folder = {"ScanObjectNN": "ScanObjectNN", "ModelNet40": "modelnet40_normal_resampled",
+              "ShapeNetPart": SHAPENET_FOLDER}.get(name)
+    return [demo, demo / folder] if folder else []
+
+
 def _generate_demo(cfg_dataset: Mapping, info: DistInfo) -> None:
-    """Rank 0 writes the demo data under dataset.generate_demo (the demo root); others wait."""
+    """Rank 0 writes the demo data under dataset.generate_demo (the demo root); others wait.
+
+    Only when dataset.root is one that the demo data fills: a typo in the root stops with the
+    loader's 'not found' message instead of writing the demo data somewhere else first."""
     root = resolve_path(cfg_dataset["generate_demo"])
+    data_root = resolve_path(cfg_dataset.get("root", ""))
+    roots = _demo_roots(root, cfg_dataset.get("NAME"))
+    if data_root not in roots:
+        raise FileNotFoundError(
+            f"dataset.root '{data_root}' not found; dataset.generate_demo='{root}' only generates "
+            f"{cfg_dataset.get('NAME')} demo data when dataset.root is one of {[str(r) for r in roots]}"
+            " (is dataset.root misspelt?)")
     if info.is_main:
         from ..datasets.demo import make_demo_data
 
@@ -102,7 +121,27 @@ def build_datasets(cfg_dataset: Mapping, info: DistInfo, names: list[str], train
             _generate_demo(cfg_dataset, info)
             kwargs = dataset_kwargs(cfg_dataset)  # the root exists now
             out[split] = build_dataset(kwargs if split == train_split else eval_dataset_kwargs(kwargs), split)
+    if cfg_dataset.get("on_bad_file", "error") == "skip":
+        from .data_errors import SkipBadFiles
+
+        out = {split: SkipBadFiles(dataset, split, info.is_main) for split, dataset in out.items()}
     return out
+
+
+def check_model_fits_data(model: torch.nn.Module, cfg_dataset: Mapping, dataset) -> None:
+    """A model whose patches need more points than a cloud has can never train: ValueError."""
+    from ..models.grouping import Group
+
+    npoints = int(cfg_dataset.get("npoints", getattr(dataset, "npoints", 0)) or 0)
+    for module in model.modules():
+        if isinstance(module, Group) and npoints:
+            for key in ("num_group", "group_size"):
+                if getattr(module, key) > npoints:
+                    raise ValueError(f"model.{key}={getattr(module, key)} is larger than dataset.npoints={npoints}: "
+                                     f"a cloud of {npoints} points has no {getattr(module, key)} "
+                                     f"{'patch centres' if key == 'num_group' else 'neighbours per patch'}; "
+                                     f"lower model.{key} or raise dataset.npoints")
+            return
 
 
 def per_rank_batch(total: int, info: DistInfo, key: str) -> int:

@@ -16,25 +16,44 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from .faults import writing
+
 REQUIRED_KEYS = ("model", "optimizer", "scheduler", "epoch", "best", "rng", "config")
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     """torch.save to a temporary file in the same folder, fsync, then os.replace: a crash
-    leaves either the old file or the new one, never a truncated one."""
+    leaves either the old file or the new one, never a truncated one. A failed write (full disk)
+    raises WriteError naming `path` and saying that its previous version is intact."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with writing(path, "checkpoint" if path.suffix == ".pth" else "file"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(obj, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+    return path
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Writes a small text file (results.json) through a temporary file; WriteError when it fails."""
+    path = Path(path)
+    with writing(path):
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
     return path
 
 
@@ -43,19 +62,20 @@ def atomic_link(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     system has none), atomically. Safe because files here are only ever replaced, never rewritten
     in place: a later atomic_save to either name leaves the other one intact."""
     src, dst = Path(src), Path(dst)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
-    try:
-        os.unlink(tmp)
+    with writing(dst, "checkpoint"):
+        fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+        os.close(fd)
         try:
-            os.link(src, tmp)
-        except OSError:
-            shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
             os.unlink(tmp)
-        raise
+            try:
+                os.link(src, tmp)
+            except OSError:
+                shutil.copyfile(src, tmp)
+            os.replace(tmp, dst)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
     return dst
 
 

@@ -1,7 +1,10 @@
 """Run records: a tqdm bar per epoch, a CSV and TensorBoard log per epoch, a PNG of the curves.
 
 Only rank 0 writes (pass enabled=False elsewhere). The CSV is rewritten whole after each
-epoch from the rows kept in memory, so a resumed run continues it without duplicate epochs.
+epoch from the rows kept in memory. The rows also travel in every checkpoint (key 'log'), so a
+resumed run rebuilds the CSV from the checkpoint it continues: a kill between the checkpoint
+and the CSV write loses no row, and the resumed CSV equals an uninterrupted run's.
+TensorBoard is optional: without the `tensorboard` package, tb/ is skipped with one line.
 """
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from tqdm import tqdm
+
+from .faults import writing
 
 
 def progress(loader: Iterable, epoch: int, epochs: int, enabled: bool = True) -> tqdm:
@@ -49,16 +54,33 @@ def read_csv(path: str | os.PathLike) -> list[dict]:
 
 
 def _num(text: str):
+    if text == "":
+        return math.nan
+    for kind in (int, float):  # an epoch stays an int when a resumed run rewrites the CSV
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _summary_writer(log_dir: Path, purge_step: int):
+    """TensorBoard SummaryWriter, or None (one line saying so) when tensorboard is not installed."""
     try:
-        return float(text) if text != "" else math.nan
-    except ValueError:
-        return text
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        print("note: tensorboard is not installed, so no TensorBoard log (tb/) is written; "
+              "metrics.csv and curves.png are (pip install tensorboard)", flush=True)
+        return None
+    return SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
 
 
 class RunLogger:
     """Per-epoch metrics to `<dir>/metrics.csv` and TensorBoard under `<dir>/tb`."""
 
-    def __init__(self, output_dir: str | os.PathLike, enabled: bool = True, start_epoch: int = 0):
+    def __init__(self, output_dir: str | os.PathLike, enabled: bool = True, start_epoch: int = 0,
+                 rows: list[dict] | None = None):
+        """rows: the rows stored in the checkpoint a run resumes from (they replace the CSV's)."""
         self.dir = Path(output_dir)
         self.enabled = enabled
         self.csv_path = self.dir / "metrics.csv"
@@ -67,35 +89,50 @@ class RunLogger:
         if not enabled:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
-        # keep the rows of epochs finished before a resume, drop any logged after the checkpoint
-        self.rows = [r for r in read_csv(self.csv_path) if r.get("epoch", math.inf) <= start_epoch]
-        from torch.utils.tensorboard import SummaryWriter
+        if rows is not None:  # the checkpoint knows every finished epoch's row
+            self.rows = [dict(r) for r in rows]
+            self._write_csv()
+        else:  # a checkpoint without rows: keep the CSV's rows up to it, drop any logged after it
+            self.rows = [r for r in read_csv(self.csv_path) if r.get("epoch", math.inf) <= start_epoch]
+        self.writer = _summary_writer(self.dir / "tb", start_epoch + 1)
 
-        self.writer = SummaryWriter(log_dir=str(self.dir / "tb"), purge_step=start_epoch + 1)
+    @staticmethod
+    def make_row(epoch: int, values: Mapping[str, float]) -> dict:
+        return {"epoch": int(epoch), **values}
 
     def log_epoch(self, epoch: int, values: Mapping[str, float]) -> None:
         """epoch: 1-based number of the finished epoch; values: e.g. train/loss, val/oa, lr."""
         if not self.enabled:
             return
-        row = {"epoch": epoch, **values}
-        self.rows.append(row)
-        for key, value in values.items():
-            if isinstance(value, (int, float)) and not math.isnan(value):
-                self.writer.add_scalar(key, value, epoch)
-        self.writer.flush()
+        self.rows.append(self.make_row(epoch, values))
+        if self.writer is not None:
+            for key, value in values.items():
+                if isinstance(value, (int, float)) and not math.isnan(value):
+                    self.writer.add_scalar(key, value, epoch)
+            self.writer.flush()
         self._write_csv()
+
+    def rows_with(self, epoch: int, values: Mapping[str, float]) -> list[dict]:
+        """The rows after logging epoch `epoch` (for the checkpoint written before the CSV)."""
+        return [dict(r) for r in self.rows] + [self.make_row(epoch, values)]
 
     def _write_csv(self) -> None:
         columns: list[str] = []
         for row in self.rows:
             columns += [k for k in row if k not in columns]
         tmp = self.csv_path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=columns, restval="")
-            writer.writeheader()
-            for row in self.rows:
-                writer.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()})
-        os.replace(tmp, self.csv_path)
+        with writing(self.csv_path, "metrics file"):
+            try:
+                with open(tmp, "w", newline="") as f:
+                    writer = csv.DictWriter(f, fieldnames=columns, restval="")
+                    writer.writeheader()
+                    for row in self.rows:
+                        writer.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else v)
+                                         for k, v in row.items()})
+                os.replace(tmp, self.csv_path)
+            finally:
+                if tmp.exists():
+                    tmp.unlink()
 
     def close(self) -> None:
         if self.writer is not None:
@@ -130,6 +167,13 @@ def plot_curves(rows: list[dict], path: str | os.PathLike) -> Path | None:
         ax.legend(fontsize=7)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    tmp = path.with_name(f".{path.name}.plot.tmp")
+    try:
+        with writing(path, "plot"):
+            fig.savefig(tmp, dpi=100, format="png")
+            os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if tmp.exists():
+            tmp.unlink()
     return path

@@ -21,11 +21,14 @@ import torch
 
 from ..config import save_config
 from . import builders as B
-from .checkpoint import atomic_save, load_checkpoint
+from .checkpoint import atomic_save, load_checkpoint, write_text_atomic
+from .data_errors import skipped_files
+from .faults import RunInterrupted, check_output_dir, clean_stale_temp_files, writing
 from .distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed, wrap_model
 from .logging import RunLogger, Throughput, plot_curves, progress
 from .optim import build_optimizer, build_scheduler
-from .runner import _config_diff, preflight, resolve_run_config
+from .resume import apply_optimizer_config, check_epochs, check_resume
+from .runner import preflight, resolve_run_config
 from .trainer import Trainer, autocast, gather_rng_states
 
 EVAL_MASK_SEED = 1234  # fixed masks for the validation loss, so epochs compare on the same task
@@ -131,12 +134,15 @@ def main(args) -> dict:
 def _setup(cfg: dict, args, info: DistInfo, out: Path):
     """Datasets, model, trainer and loaders, all checked before the first step."""
     train_split, val_split = cfg["dataset"].get("train_split", "train"), cfg["dataset"].get("val_split")
+    check_output_dir(out)
     if args.resume and not (out / "ckpt-last.pth").is_file():
         raise FileNotFoundError(f"--resume: no checkpoint '{out / 'ckpt-last.pth'}' (set --output-dir to the run's folder)")
     dsets = B.build_datasets(cfg["dataset"], info, [train_split] + ([val_split] if val_split else []))
     seed = int(cfg["train"].get("seed", 0))
     B.set_seed(seed)
-    model = build_pretrain_model(cfg, None if args.resume else cfg.get("ckpts")).to(info.device)
+    model = build_pretrain_model(cfg, None if args.resume else cfg.get("ckpts"))
+    B.check_model_fits_data(model, cfg["dataset"], dsets[train_split])
+    model = model.to(info.device)
     B.set_seed(seed + info.rank)
     epochs = int(cfg["train"]["epochs"])
     B.steps_per_epoch(dsets[train_split], cfg["train"], info)
@@ -145,12 +151,19 @@ def _setup(cfg: dict, args, info: DistInfo, out: Path):
     trainer = PretrainTrainer(wrap_model(model, info), PretrainTask(), optimizer, scheduler, info, cfg)
     tl = B.train_loader(dsets[train_split], cfg["train"], info, trainer.loader_generator)
     vl = B.eval_loader(dsets[val_split], cfg["train"], info) if val_split else None
-    if args.resume:
+    trainer.skipped_files = skipped_files(dsets)
+    if args.resume:  # the rule of engine/resume.py: a changed key needs --resume-override
         ckpt = load_checkpoint(out / "ckpt-last.pth")
+        changes = check_resume(ckpt["config"], cfg, bool(getattr(args, "resume_override", False)))
         trainer.load_state_dict(ckpt, out / "ckpt-last.pth")
-        diff = _config_diff(ckpt["config"], cfg)
-        if diff and info.is_main:
-            print(f"warning: config differs from the checkpoint's: {diff}", flush=True)
+        check_epochs(trainer.start_epoch, trainer.epochs)
+        if changes:
+            if any(c.startswith("optimizer.") for c in changes):
+                apply_optimizer_config(optimizer, scheduler, build_optimizer(model, cfg["optimizer"]))
+            trainer.resume_overrides.append({"after_epoch": trainer.start_epoch, "changes": changes})
+            if info.is_main:
+                print(f"--resume-override: continuing after epoch {trainer.start_epoch} with {'; '.join(changes)}",
+                      flush=True)
     return trainer, tl, vl, {k: len(v) for k, v in dsets.items()}
 
 
@@ -158,24 +171,34 @@ def run_pretrain(cfg: dict, args, info: DistInfo) -> dict:
     out = Path(cfg["output_dir"]).expanduser().resolve()
     with preflight():
         trainer, tl, vl, sizes = _setup(cfg, args, info, out)
+    try:
+        return _run(cfg, args, info, trainer, tl, vl, sizes, out)
+    except KeyboardInterrupt:
+        raise RunInterrupted(trainer.checkpointed) from None
+
+
+def _run(cfg, args, info: DistInfo, trainer: PretrainTrainer, tl, vl, sizes, out: Path) -> dict:
     params = B.count_params(trainer.base)
     if info.is_main:
+        clean_stale_temp_files(out)
         out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
+        with writing(out / "config.yaml", "config"):
+            save_config(cfg, out / "config.yaml")
         print(f"pre-training {cfg['model']['NAME']} (mask ratio {cfg['model'].get('mask_ratio', 0.6)}, "
               f"{cfg['model'].get('mask_type', 'rand')}) on {cfg['dataset']['NAME']} {sizes} | device {info.device} x "
               f"{info.world_size} | {params['total']:,} parameters"
               + (f" | resuming after epoch {trainer.start_epoch}" if trainer.start_epoch else ""), flush=True)
-    log = RunLogger(out, info.is_main, trainer.start_epoch)
+    log = RunLogger(out, info.is_main, trainer.start_epoch, trainer.log_rows)
     start = time.perf_counter()
     limit = getattr(args, "max_epochs_this_run", None)
     stop = min(trainer.epochs, trainer.start_epoch + limit) if limit else trainer.epochs
     for epoch in range(trainer.start_epoch, stop):
         row = _epoch(trainer, tl, vl, epoch)
-        state = trainer.state_dict(epoch + 1, gather_rng_states(info))
+        state = trainer.state_dict(epoch + 1, gather_rng_states(info), log.rows_with(epoch + 1, row))
         if info.is_main:
             atomic_save(state, out / "ckpt-last.pth")
             export_pretrained(trainer.base, epoch + 1, {"loss": row["train/loss"]}, out / "pretrain.pth")
+        trainer.checkpointed = epoch + 1
         log.log_epoch(epoch + 1, row)
         if info.is_main:
             print(_epoch_line(epoch + 1, trainer.epochs, row), flush=True)
@@ -221,16 +244,20 @@ def _finish(trainer: PretrainTrainer, out: Path, rows: list, params: Mapping, se
     losses = [r["train/loss"] for r in rows]
     results = {"task": "pretrain", "epochs": trainer.epochs, "first_loss": losses[0] if losses else None,
                "final_loss": losses[-1] if losses else None, "best": trainer.best, "parameters": params,
-               "train_time_s": seconds, "world_size": trainer.info.world_size, "files": files}
+               "train_time_s": seconds, "world_size": trainer.info.world_size, "files": files,
+               "skipped_files": trainer.skipped_files, "resume_overrides": trainer.resume_overrides}
     if trainer.info.is_main:
         plot_curves(rows, out / "curves.png")
-        (out / "results.json").write_text(json.dumps(results, indent=2))
+        write_text_atomic(out / "results.json", json.dumps(results, indent=2))
         print("\n==== pre-training summary ====")
         if losses:
             print(f"Chamfer-L2 loss (train, masked patches): epoch 1 {losses[0]:.5f} -> epoch {len(losses)} "
                   f"{losses[-1]:.5f}" + (f"; best val {trainer.best['loss']:.5f} (epoch {trainer.best['epoch']})"
                                          if trainer.best.get("split") == "val" else ""))
         print(f"time: {seconds:.1f} s on {trainer.info.world_size} process(es) (this run)")
+        if trainer.skipped_files:
+            print(f"skipped {len(trainer.skipped_files)} bad file(s) (dataset.on_bad_file=skip): "
+                  + "; ".join(e["error"] for e in trainer.skipped_files))
         print(f"load it for fine-tuning: python tools/train.py --config <config> --ckpts {out / 'pretrain.pth'}")
         print("outputs: " + ", ".join(f"{k} {v}" for k, v in files.items()), flush=True)
     barrier()

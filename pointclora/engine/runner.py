@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -16,10 +17,16 @@ from typing import Mapping
 
 from ..config import load_config, save_config, set_by_dotted
 from . import builders as B
-from .checkpoint import atomic_link, atomic_save, load_checkpoint, load_model_state
+from ..datasets.common import DataError
+from .checkpoint import atomic_link, atomic_save, load_checkpoint, load_model_state, write_text_atomic
+from .data_errors import skipped_files
+from .faults import (
+    INTERRUPT_STATUS, WRITE_ERROR_STATUS, RunInterrupted, WriteError, check_output_dir, clean_stale_temp_files, writing,
+)  # fmt: skip
 from .distributed import DistInfo, barrier, cleanup, init_distributed, wrap_model
 from .logging import RunLogger, plot_curves
 from .optim import build_optimizer, build_scheduler
+from .resume import apply_optimizer_config, check_epochs, check_resume
 from .tasks import build_task
 from .trainer import Trainer, gather_rng_states
 
@@ -28,13 +35,42 @@ class SetupError(Exception):
     """Bad input found before training: one message, no traceback (tools/train.py exits 2)."""
 
 
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _close_progress_bars() -> None:
+    """Clears the epoch's tqdm bar, so that the one error line does not land behind it."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", [])):
+        with contextlib.suppress(Exception):
+            bar.close()
+
+
 def run_cli(run, args) -> int:
-    """Runs `run(args)` for a command-line tool: a SetupError prints one line and gives exit status 2."""
+    """Runs `run(args)` for a command-line tool; every expected failure ends in one line on stderr:
+    bad input or a bad data file -> exit 2, Ctrl-C -> 130, an output that cannot be written -> 1."""
     try:
-        run(args)
-    except SetupError as err:  # bad input found before training: one message, no traceback
+        try:
+            run(args)
+        finally:
+            _close_progress_bars()
+    except (SetupError, DataError) as err:  # bad input, found before training or mid-epoch
         print(f"error: {err}", file=sys.stderr, flush=True)
         return 2
+    except RunInterrupted as err:
+        if _is_main_process():
+            print(err if err.epoch else "interrupted before the first epoch finished; nothing to resume, start again",
+                  file=sys.stderr, flush=True)
+        return INTERRUPT_STATUS
+    except KeyboardInterrupt:
+        if _is_main_process():
+            print("interrupted before training started; nothing was written", file=sys.stderr, flush=True)
+        return INTERRUPT_STATUS
+    except WriteError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return WRITE_ERROR_STATUS
     return 0
 
 
@@ -45,7 +81,7 @@ def preflight():
         yield
     except SetupError:
         raise
-    except (ValueError, KeyError, FileNotFoundError, TypeError, ImportError) as err:
+    except (ValueError, KeyError, FileNotFoundError, FileExistsError, TypeError, ImportError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
         raise SetupError(f"{type(err).__name__}: {msg}") from err
 
@@ -58,6 +94,9 @@ def resolve_run_config(args) -> dict:
     if args.output_dir:
         cfg["output_dir"] = str(args.output_dir)
     cfg.setdefault("output_dir", str(Path("runs") / Path(args.config).stem))
+    limit = getattr(args, "max_epochs_this_run", None)
+    if limit is not None and limit < 1:
+        raise ValueError(f"--max-epochs-this-run must be >= 1, got {limit}")
     if args.ckpts and not getattr(args, "test", False):  # tools/pretrain.py has no --test
         cfg["ckpts"] = str(args.ckpts)
     return cfg
@@ -74,24 +113,13 @@ def main(args) -> dict:
         cleanup()
 
 
-def _config_diff(old: Mapping, new: Mapping, prefix: str = "") -> list[str]:
-    keys = sorted(set(old) | set(new))
-    out = []
-    for k in keys:
-        a, b = old.get(k), new.get(k)
-        if isinstance(a, Mapping) and isinstance(b, Mapping):
-            out += _config_diff(a, b, f"{prefix}{k}.")
-        elif a != b and f"{prefix}{k}" not in ("output_dir", "ckpts"):
-            out.append(f"{prefix}{k}: {a!r} -> {b!r}")
-    return out
-
-
 def _setup(cfg: dict, info: DistInfo, split_names: list[str], ckpts: str | None, train_split: str | None = None):
     """Datasets, task and model (+ pre-trained weights, + adapters), all checked before training."""
     dsets = B.build_datasets(cfg["dataset"], info, split_names, train_split)
     task = build_task(cfg["model"], dsets[split_names[0]])
     B.set_seed(int(cfg["train"].get("seed", 0)))
     model, adapter_cfg = B.build_model_with_adapters(cfg, ckpts)
+    B.check_model_fits_data(model, cfg["dataset"], dsets[split_names[0]])
     return dsets, task, model.to(info.device), adapter_cfg
 
 
@@ -110,9 +138,32 @@ def _build_trainer(cfg, task, model, adapter_cfg, info, steps_per_epoch: int) ->
     return Trainer(ddp, task, optimizer, scheduler, info, cfg, coto=coto, use_regularizer=regularize)
 
 
+def _resume(trainer: Trainer, model, cfg: dict, args, last_path: Path, info: DistInfo) -> None:
+    """Loads ckpt-last.pth into the trainer under the rule of engine/resume.py."""
+    ckpt = load_checkpoint(last_path)
+    changes = check_resume(ckpt["config"], cfg, bool(getattr(args, "resume_override", False)))
+    trainer.load_state_dict(ckpt, last_path)
+    check_epochs(trainer.start_epoch, trainer.epochs)
+    if changes:
+        if any(c.startswith("optimizer.") for c in changes):
+            apply_optimizer_config(trainer.optimizer, trainer.scheduler, build_optimizer(model, cfg["optimizer"]))
+        trainer.resume_overrides.append({"after_epoch": trainer.start_epoch, "changes": changes})
+        if info.is_main:
+            print(f"--resume-override: continuing after epoch {trainer.start_epoch} with {'; '.join(changes)}",
+                  flush=True)
+
+
+def _prepare_output(out: Path, info: DistInfo) -> None:
+    """Checks the output folder and removes temporary files of a killed run (rank 0)."""
+    check_output_dir(out)
+    if info.is_main:
+        clean_stale_temp_files(out)
+
+
 def run_fit(cfg: dict, args, info: DistInfo) -> dict:
     with preflight():
         out = Path(cfg["output_dir"]).expanduser().resolve()
+        check_output_dir(out)
         last_path = out / "ckpt-last.pth"
         if args.resume and not last_path.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint '{last_path}' (set --output-dir to the run's folder)")
@@ -125,42 +176,56 @@ def run_fit(cfg: dict, args, info: DistInfo) -> dict:
         tl = B.train_loader(dsets[train_split], cfg["train"], info, trainer.loader_generator)
         vl = B.eval_loader(dsets[val_split], cfg["train"], info)
         if args.resume:
-            ckpt = load_checkpoint(last_path)
-            trainer.load_state_dict(ckpt, last_path)
-            diff = _config_diff(ckpt["config"], cfg)
-            if diff and info.is_main:
-                print(f"warning: config differs from the checkpoint's: {diff}", flush=True)
+            _resume(trainer, model, cfg, args, last_path, info)
+    try:
+        return _fit(cfg, args, info, trainer, dsets, (train_split, val_split, test_split), model, adapter_cfg, tl, vl,
+                    out)
+    except KeyboardInterrupt:
+        raise RunInterrupted(trainer.checkpointed) from None
+
+
+def _fit(cfg, args, info, trainer: Trainer, dsets, split_names, model, adapter_cfg, tl, vl, out: Path) -> dict:
     params = B.count_params(model)
     if info.is_main:
+        _prepare_output(out, info)
         out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
-        _print_header(cfg, task, params, info, len(dsets[train_split]), len(dsets[val_split]), trainer.start_epoch)
+        with writing(out / "config.yaml", "config"):
+            save_config(cfg, out / "config.yaml")
+        _print_header(cfg, trainer.task, params, info, len(dsets[split_names[0]]), len(dsets[split_names[1]]),
+                      trainer.start_epoch)
+        if trainer.start_epoch == trainer.epochs:
+            print(f"all {trainer.epochs} epochs were already trained; writing the results of the best epoch",
+                  flush=True)
     start = time.perf_counter()
     stop = trainer.epochs if not args.max_epochs_this_run else min(trainer.epochs,
                                                                     trainer.start_epoch + args.max_epochs_this_run)
-    rows = _train_epochs(trainer, tl, vl, val_split, out, stop)
+    rows = _train_epochs(trainer, tl, vl, split_names[1], out, stop)
     if stop < trainer.epochs:
         if info.is_main:
             print(f"stopped after epoch {stop}/{trainer.epochs} (--max-epochs-this-run); continue with --resume")
         return {"stopped_at": stop, "best": trainer.best, "output_dir": str(out)}
-    return _finish(cfg, trainer, dsets, (train_split, val_split, test_split), params, adapter_cfg, out,
-                   time.perf_counter() - start, rows)
+    return _finish(cfg, trainer, dsets, split_names, params, adapter_cfg, out, time.perf_counter() - start, rows)
 
 
 def _train_epochs(trainer: Trainer, tl, vl, val_split: str, out: Path, stop: int) -> list[dict]:
-    """Epochs start_epoch..stop-1: train, evaluate, checkpoint (best, then last), log. returns CSV rows."""
+    """Epochs start_epoch..stop-1: train, evaluate, checkpoint (best, then last), log. returns CSV rows.
+
+    The checkpoint holds the CSV rows up to its epoch and is written before the CSV, so a kill in
+    between loses nothing: --resume rebuilds the CSV from the checkpoint."""
     info = trainer.info
-    log = RunLogger(out, info.is_main, trainer.start_epoch)
+    log = RunLogger(out, info.is_main, trainer.start_epoch, trainer.log_rows)
     for epoch in range(trainer.start_epoch, stop):
         row = _fit_epoch(trainer, tl, vl, epoch, val_split, trainer.cfg)
         improved = row.pop("_improved", False)
-        state = trainer.state_dict(epoch + 1, gather_rng_states(info))  # collective: every rank
+        state = trainer.state_dict(epoch + 1, gather_rng_states(info), log.rows_with(epoch + 1, row))  # collective
         if info.is_main:
             if improved:  # best first: a crash before `last` is written repeats this epoch on --resume
                 atomic_save(state, out / "ckpt-best.pth")
                 atomic_link(out / "ckpt-best.pth", out / "ckpt-last.pth")  # the same bytes, serialised once
             else:
                 atomic_save(state, out / "ckpt-last.pth")
+        trainer.checkpointed = epoch + 1
+        if info.is_main:
             print(_epoch_line(epoch + 1, trainer.epochs, row), flush=True)
         log.log_epoch(epoch + 1, row)
     log.close()
@@ -220,7 +285,8 @@ def _finish(cfg, trainer: Trainer, dsets, split_names, params, adapter_cfg, out:
              "plot": str(out / "curves.png"), "results": str(out / "results.json")}
     results = {"task": trainer.task.name, "best_epoch": trainer.best.get("epoch"), "selected_on": val_split,
                "test_split": test_split, "best_val": trainer.best, "test": test_metrics,
-               "parameters": params, "train_time_s": seconds, "world_size": info.world_size, "files": files}
+               "parameters": params, "train_time_s": seconds, "world_size": info.world_size, "files": files,
+               "skipped_files": skipped_files(dsets), "resume_overrides": trainer.resume_overrides}
     if info.is_main:
         plot_curves(rows, out / "curves.png")
         if adapter_cfg is not None:
@@ -228,7 +294,7 @@ def _finish(cfg, trainer: Trainer, dsets, split_names, params, adapter_cfg, out:
 
             save_adapter(trainer.base, str(out / "adapter-best.safetensors"))
             files["adapter"] = str(out / "adapter-best.safetensors")
-        (out / "results.json").write_text(json.dumps(results, indent=2))
+        write_text_atomic(out / "results.json", json.dumps(results, indent=2))
         print_summary(results, trainer.task)
     barrier()
     return results
@@ -247,6 +313,12 @@ def print_summary(results: Mapping, task) -> None:
     print(f"trainable parameters: {p['trainable']:,} of {p['total']:,} ({100.0 * p['trainable'] / max(p['total'], 1):.2f} %)"
           f"; adapter {p.get('adapter', 0):,}, head {p.get('head', 0):,}")
     print(f"training time: {results['train_time_s']:.1f} s on {results['world_size']} process(es)")
+    skipped = results.get("skipped_files") or []
+    if skipped:
+        print(f"skipped {len(skipped)} bad file{'s' if len(skipped) > 1 else ''} (dataset.on_bad_file=skip): "
+              + "; ".join(e["error"] for e in skipped))
+    for entry in results.get("resume_overrides") or []:
+        print(f"resumed after epoch {entry['after_epoch']} with --resume-override: {'; '.join(entry['changes'])}")
     print("outputs: " + ", ".join(f"{k} {v}" for k, v in results["files"].items()), flush=True)
 
 

@@ -103,6 +103,14 @@ def build_task(cfg_model: Mapping, dataset) -> ClassificationTask:
     Checks that the model's output size matches the dataset (ValueError naming model.cls_dim).
     """
     name = str(cfg_model.get("NAME", ""))
+    kind = type(getattr(dataset, "dataset", dataset)).__name__  # the loader class behind a SkipBadFiles
+    if not getattr(dataset, "labelled", True):
+        raise ValueError(f"dataset.NAME={kind} has no labels, but model.NAME={name!r} is trained on labels "
+                         "('label' per shape or 'seg' per point); pre-train on it with tools/pretrain.py, "
+                         "or fine-tune on a labelled dataset (ScanObjectNN, ModelNet40, ShapeNetPart)")
+    if name.endswith("PartSeg") and getattr(dataset, "seg_classes", None) is None:
+        raise ValueError(f"model.NAME={name!r} needs per-point part labels, but dataset.NAME={kind} has none "
+                         "(use ShapeNetPart)")
     if name.endswith("PartSeg"):
         num_parts = int(getattr(dataset, "NUM_PARTS", cfg_model.get("cls_dim", 50)))
         if "cls_dim" in cfg_model and int(cfg_model["cls_dim"]) != num_parts:

@@ -55,7 +55,10 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(info.device.type, enabled=self.dtype == torch.float16)
         self.loader_generator = torch.Generator()
         self.start_epoch = 0
+        self.checkpointed = 0  # epochs finished and saved in ckpt-last.pth (what --resume continues)
         self.best: dict = {}
+        self.log_rows: list | None = None  # metrics rows stored in the checkpoint resumed from
+        self.resume_overrides: list[dict] = []  # --resume-override history ({'after_epoch', 'changes'})
         self.params = [p for p in unwrap(model).parameters() if p.requires_grad]
 
     @property
@@ -153,8 +156,9 @@ class Trainer:
         key = self.task.select_key
         return not self.best or metrics[key] > self.best[key]
 
-    def state_dict(self, epoch: int, rng_all: list) -> dict:
-        """Checkpoint after `epoch` finished epochs; rng_all: RNG states of every rank."""
+    def state_dict(self, epoch: int, rng_all: list, log_rows: list | None = None) -> dict:
+        """Checkpoint after `epoch` finished epochs; rng_all: RNG states of every rank; log_rows:
+        the metrics.csv rows up to `epoch` (the CSV is rebuilt from them on --resume)."""
         return {
             "model": self.base.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -166,6 +170,8 @@ class Trainer:
             "rng": rng_all,  # the loader generator is not saved: seed_epoch re-seeds it every epoch
             "config": self.cfg,
             "task": self.task.name,
+            "log": log_rows,
+            "resume_overrides": list(self.resume_overrides),
         }
 
     def load_state_dict(self, ckpt: Mapping, path) -> None:
@@ -179,8 +185,10 @@ class Trainer:
             if ckpt.get("coto") is None:
                 raise ValueError(f"checkpoint '{path}' has no CoTo state but adapter.coto is true")
             self.coto.load_state_dict(ckpt["coto"])
-        self.start_epoch = int(ckpt["epoch"])
+        self.start_epoch = self.checkpointed = int(ckpt["epoch"])
         self.best = dict(ckpt["best"])
+        self.log_rows = ckpt.get("log")
+        self.resume_overrides = list(ckpt.get("resume_overrides") or [])
         rngs = ckpt["rng"]
         set_rng_state(rngs[self.info.rank] if self.info.rank < len(rngs) else rngs[0])
 

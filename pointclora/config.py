@@ -64,7 +64,8 @@ _ADAPTER = {  # pointclora.adapters.AdapterConfig fields (it validates the value
     "coto": bool, "coto_p_start": Number, "coto_ramp_fraction": Number, "seed": int,
     # DAPT / PointGST (pointclora.adapters.methods; their config classes validate the values)
     "freeze_bn_stats": bool, "drop_adapter_rate": (int, float, NoneType), "class_token": (str, NoneType),
-    "prompt_token": (str, NoneType), "patch_token": (str, NoneType),
+    "prompt_token": (str, NoneType), "patch_token": (str, NoneType), "local": (int, NoneType),
+    "basis": (str, NoneType),
 }
 SCHEMA: dict = {
     "model": {  # official Point-MAE keys; pointclora.models.build_model checks them per model NAME
@@ -73,9 +74,9 @@ SCHEMA: dict = {
         "fps_skip_near_origin": bool, "num_categories": int, "fetch_idx": (list, NoneType),
         "mask_ratio": Number, "mask_type": str, "decoder_depth": int, "decoder_num_heads": int,
         "loss": str,
-        # official keys of the method variants (PointTransformer_DAPT)
+        # official keys of the method variants (PointTransformer_DAPT, PointTransformer_PGST)
         "rank": int, "drop_adapter_rate": Number, "drop_rate": Number, "class_token": str,
-        "prompt_token": str, "patch_token": str,
+        "prompt_token": str, "patch_token": str, "local": int, "basis": str, "tsne": bool,
     },
     "adapter": _ADAPTER,
     "dataset": {

@@ -26,9 +26,13 @@ METHODS = {
     "dapt": (dict(method="dapt", rank=4), "PointTransformer_DAPT",
              dict(rank=64, drop_adapter_rate=0.2, class_token="use", prompt_token="mean", patch_token="max",
                   drop_rate=0.0, drop_path_rate=0.3), (1_087_771, 22_912_795)),
+    "pointgst": (dict(method="pointgst", rank=4, local=8), "PointTransformer_PGST",
+                 dict(rank=36, local=32, drop_path_rate=0.1), (622_831, 22_447_855)),
 }
+TINY_OFFICIAL = {"dapt": dict(rank=4), "pointgst": dict(rank=4, local=8)}  # tiny values of the official keys
 # the official freezing rule of each repository (tools/builder.py, optimizer part dapt / adapt)
-OFFICIAL_RULE = {"dapt": lambda n: "cls" in n or "tfts" in n or "Adapter" in n}
+OFFICIAL_RULE = {"dapt": lambda n: "cls" in n or "tfts" in n or "Adapter" in n,
+                 "pointgst": lambda n: "adapt" in n or "cls" in n}
 
 
 def backbone(seed=0):
@@ -85,14 +89,15 @@ def test_variant_is_built_from_a_copy_of_the_backbone(method):
 @pytest.mark.parametrize("method", METHODS)
 def test_official_name_and_checkpoint_load_strictly(method, tmp_path):
     section, name, keys, _ = METHODS[method]
-    official = build_model(dict(NAME=name, **dict(TINY, **{k: v for k, v in keys.items() if k != "rank"}), rank=4))
+    tiny_keys = dict(TINY, **dict(keys, **TINY_OFFICIAL[method]))
+    official = build_model(dict(NAME=name, **tiny_keys))
     randomise(apply_adapters(official, AdapterConfig.from_dict({"method": method}))).eval()
     x = points()
     ref = official(x)
     for prefix in ("", "module."):
         path = tmp_path / f"official{prefix}.pth"
         torch.save({"base_model": {prefix + k: v for k, v in official.state_dict().items()}}, path)
-        fresh = build_model(dict(NAME=name, **dict(TINY, **{k: v for k, v in keys.items() if k != "rank"}), rank=4))
+        fresh = build_model(dict(NAME=name, **tiny_keys))
         assert load_pretrained(fresh, str(path), strict=True) == ([], [])
         torch.testing.assert_close(fresh.eval()(x), ref, atol=1e-6, rtol=0)
 
@@ -187,6 +192,87 @@ def test_dapt_shapes_and_prompts():
     assert only_cls(x).shape == (3, TINY["cls_dim"])
 
 
+@pytest.mark.parametrize("section, message", [
+    (dict(method="pointgst", rank=0), "PointGSTConfig.rank"),
+    (dict(method="pointgst", local=-1), "PointGSTConfig.local"),
+    (dict(method="pointgst", basis="exact"), "PointGSTConfig.basis"),
+    (dict(method="pointgst", num_bases=2), "unknown adapter config key"),
+])
+def test_pointgst_config_errors_name_the_field(section, message):
+    with pytest.raises(ValueError, match=message):
+        AdapterConfig.from_dict(section)
+
+
+def test_pointgst_local_must_divide_the_groups():
+    with pytest.raises(ValueError, match="local=5 must divide num_group=16"):
+        adapted("pointgst", local=5)
+
+
+def test_pointgst_starts_as_the_backbone_and_has_shapes():
+    base = backbone()
+    model = apply_adapters(copy.deepcopy(base), AdapterConfig.from_dict(METHODS["pointgst"][0])).eval()
+    x = points()
+    torch.testing.assert_close(model(x), base(x), atol=1e-6, rtol=0)  # up = 0 at init
+    _, center = model.group_divider(x)
+    u, sub_u, (order, inverse) = model.spectral_inputs(center)
+    assert u.shape == (3, 16, 16) and sub_u.shape == (3, 2, 8, 8)
+    assert torch.equal(order.gather(1, inverse), torch.arange(16).expand(3, 16))
+    assert (randomise(model)(x) - base(x)).abs().max() > 1e-3
+
+
+def test_pointgst_coto_switches_whole_adapters():
+    from pointclora.adapters import CoToScheduler
+
+    model = randomise(adapted("pointgst")).train()
+    coto = CoToScheduler(model, total_steps=10, p_start=0.0)
+    assert coto.group_names == ["blocks.blocks.0", "blocks.blocks.1"]
+    for block in model.blocks.blocks:
+        block.gft_adapter.coto_active = False
+    model.blocks.blocks[1].gft_adapter.coto_active = True
+    model.loss(model(points(b=4)), torch.tensor([0, 1, 2, 3])).backward()
+    assert model.blocks.blocks[0].gft_adapter.up.weight.grad is None
+    assert model.blocks.blocks[1].gft_adapter.up.weight.grad.abs().sum() > 0
+
+
+def test_zorder_keys_by_hand():
+    from pointclora.adapters.pointgst import zorder_keys
+
+    # (x, y, z) * 100 truncated = (1, 2, 3); y takes bit 3i+2, x bit 3i+1, z bit 3i
+    assert zorder_keys(torch.tensor([[[0.015, 0.025, 0.035]]])).tolist() == [[2 + 1 + 32 + 8]]
+    # y = -1: all 16 two's-complement bits set
+    assert zorder_keys(torch.tensor([[[0.0, -0.015, 0.0]]])).item() == sum(1 << (3 * i + 2) for i in range(16))
+
+
+@pytest.mark.parametrize("basis", ["official", "stable"])
+def test_graph_basis_is_orthonormal(basis):
+    from pointclora.adapters import graph_basis
+
+    xyz = torch.rand(2, 40, 3, generator=torch.Generator().manual_seed(0))
+    u = graph_basis(xyz, basis)
+    assert u.shape == (2, 40, 40) and u.dtype == torch.float32
+    torch.testing.assert_close(u.transpose(1, 2) @ u, torch.eye(40).expand(2, 40, 40), atol=1e-4, rtol=0)
+
+
+def test_stable_basis_ignores_batch_dtype_and_sign():
+    from pointclora.adapters import graph_basis
+
+    xyz = torch.rand(3, 64, 3, generator=torch.Generator().manual_seed(0))
+    alone = graph_basis(xyz[:1], "stable")
+    torch.testing.assert_close(graph_basis(xyz, "stable")[:1], alone, atol=1e-6, rtol=0)
+    torch.testing.assert_close(graph_basis(xyz[:1].double(), "stable").float(), alone, atol=1e-6, rtol=0)
+    peak = alone.gather(1, alone.abs().argmax(dim=1, keepdim=True))
+    assert (peak > 0).all()
+
+
+def test_small_sets_official_and_stable_agree_up_to_sign():
+    """Below 26 points cdist is exact and one cloud's scale is the batch's: the same Laplacian."""
+    from pointclora.adapters import graph_basis
+
+    xyz = torch.rand(1, 16, 3, generator=torch.Generator().manual_seed(0))
+    overlap = (graph_basis(xyz, "official").transpose(1, 2) @ graph_basis(xyz, "stable")).abs()
+    torch.testing.assert_close(overlap.diagonal(dim1=1, dim2=2), torch.ones(1, 16), atol=1e-3, rtol=0)
+
+
 def test_dapt_rejects_other_backbones():
     torch.manual_seed(0)
     bert = build_model(dict(NAME="PointBERT", **dict(TINY, encoder_dims=16)))
@@ -216,7 +302,7 @@ def demo(tmp_path_factory):
     return root
 
 
-TOOL_ADAPTERS = {"dapt": "{method: dapt, rank: 4}"}
+TOOL_ADAPTERS = {"dapt": "{method: dapt, rank: 4}", "pointgst": "{method: pointgst, rank: 4, local: 8}"}
 
 
 @pytest.mark.parametrize("method", TOOL_ADAPTERS)

@@ -22,6 +22,7 @@ from .inject import (
 from .lora import LoRALinear
 from .methods import METHOD_CONFIGS, MethodConfig, register_method
 from .dapt import DAPTConfig  # noqa: E402  (registers method 'dapt')
+from .pointgst import PointGSTConfig, graph_basis  # noqa: E402  (registers method 'pointgst')
 
 __all__ = [
     "AdapterConfig",
@@ -32,6 +33,8 @@ __all__ = [
     "DAPTConfig",
     "METHOD_CONFIGS",
     "MethodConfig",
+    "PointGSTConfig",
+    "graph_basis",
     "register_method",
     "LoRALinear",
     "adapter_layers",

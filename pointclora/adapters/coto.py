@@ -24,10 +24,13 @@ _BLOCK = re.compile(r"^(.*?blocks\.\d+)\.")  # 'blocks.blocks.3.attn.qkv' -> 'bl
 
 
 def group_adapters_by_block(model: nn.Module) -> Dict[str, List[AdapterLayer]]:
-    """{block name: its adapter wrappers}; a wrapper outside any `blocks.<i>` is its own group."""
+    """{block name: its adapter wrappers}; a wrapper outside any `blocks.<i>` is its own group.
+
+    Besides the Linear wrappers, any module with ``supports_coto = True`` (PointGST's spectral
+    adapter) is switched through its ``coto_active`` flag."""
     groups: Dict[str, List[AdapterLayer]] = {}
     for name, module in model.named_modules():
-        if isinstance(module, AdapterLayer):
+        if isinstance(module, AdapterLayer) or getattr(module, "supports_coto", False):
             match = _BLOCK.match(name)
             groups.setdefault(match.group(1) if match else name, []).append(module)
     return groups

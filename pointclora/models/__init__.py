@@ -1,6 +1,7 @@
 """Point-cloud transformer backbones (Point-MAE, Point-BERT), heads, pre-training model, checkpoints."""
 from .build import MODELS, build_model, config_keys, register_model
 from .dapt import PointMAEDAPT
+from .pointgst import PointMAEPGST
 from .checkpoint import load_pretrained, remap_state_dict, read_checkpoint
 from .grouping import Group
 from .layers import Attention, Block, DropPath, Mlp, TransformerDecoder, TransformerEncoder
@@ -14,5 +15,5 @@ __all__ = [
     "MODELS", "build_model", "config_keys", "register_model",
     "load_pretrained", "remap_state_dict", "read_checkpoint",
     "Group", "Encoder", "Attention", "Block", "DropPath", "Mlp", "TransformerDecoder", "TransformerEncoder",
-    "PointMAE", "PointBERT", "PointMAEPartSeg", "PointMAEPretrain", "PointMAEDAPT",
+    "PointMAE", "PointBERT", "PointMAEPartSeg", "PointMAEPretrain", "PointMAEDAPT", "PointMAEPGST",
 ]

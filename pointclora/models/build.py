@@ -12,6 +12,7 @@ from torch import nn
 
 from .dapt import PointMAEDAPT
 from .part_seg import PointMAEPartSeg
+from .pointgst import PointMAEPGST
 from .point_bert import PointBERT
 from .point_mae import PointMAE
 from .point_mae_pretrain import PointMAEPretrain
@@ -24,9 +25,10 @@ MODELS: Dict[str, Callable[..., nn.Module]] = {
     "PointMAEPartSeg": PointMAEPartSeg,
     "PointMAEPretrain": PointMAEPretrain,
     "PointMAEDAPT": PointMAEDAPT,
+    "PointMAEPGST": PointMAEPGST,
 }
 # official NAMEs of the method variants -> ours (their configs keep the official keys)
-OFFICIAL_NAMES = {"PointTransformer_DAPT": "PointMAEDAPT"}
+OFFICIAL_NAMES = {"PointTransformer_DAPT": "PointMAEDAPT", "PointTransformer_PGST": "PointMAEPGST"}
 
 
 def register_model(name: str, cls: Callable[..., nn.Module]) -> None:

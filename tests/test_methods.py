@@ -330,6 +330,12 @@ adapter: {TOOL_ADAPTERS[method]}
                        "--ckpts", str(out / "ckpt-best.pth")]) == 0
     tested = json.loads((out / "test_results.json").read_text())
     assert tested["metrics"]["oa"] == pytest.approx(results["test"]["oa"])
+    # a released fine-tuned checkpoint: {'base_model': state dict with 'module.' prefixes}
+    state = torch.load(out / "ckpt-best.pth", weights_only=False)["model"]
+    torch.save({"base_model": {f"module.{k}": v for k, v in state.items()}}, tmp_path / "official.pth")
+    assert train.main(["--config", str(config), "--output-dir", str(out), "--device", "cpu", "--test",
+                       "--ckpts", str(tmp_path / "official.pth")]) == 0
+    assert json.loads((out / "test_results.json").read_text())["metrics"] == tested["metrics"]
     profile = _load_tool("profile_flops")
     capsys.readouterr()
     assert profile.main(["--compare", f"{config}:merged", "--format", "json"]) == 0

@@ -12,13 +12,14 @@ import inspect
 from typing import Mapping
 
 from .modelnet40 import ModelNet40
+from .modelnet_fewshot import ModelNetFewShot
 from .pointcloud_folder import PointCloudFolder
 from .scanobjectnn import ScanObjectNN
 from .shapenetpart import ShapeNetPart
 from .transforms import TRANSFORMS, build_transforms
 
-DATASETS = {"ScanObjectNN": ScanObjectNN, "ModelNet40": ModelNet40, "ShapeNetPart": ShapeNetPart,
-            "PointCloudFolder": PointCloudFolder}  # unlabelled files, for pre-training
+DATASETS = {"ScanObjectNN": ScanObjectNN, "ModelNet40": ModelNet40, "ModelNetFewShot": ModelNetFewShot,
+            "ShapeNetPart": ShapeNetPart, "PointCloudFolder": PointCloudFolder}  # unlabelled files, for pre-training
 EXTRA_KEYS = ("NAME", "train_transforms", "fps_pool")
 
 

@@ -29,6 +29,12 @@ SOURCES = {
         "'x,y,z,nx,ny,nz', optional modelnet40_{train,test}_8192pts_fps.dat; or the PointNet h5 release "
         "modelnet40_ply_hdf5_2048/ply_data_{train,test}N.h5. See DATASET.md."
     ),
+    "ModelNetFewShot": (
+        "Use the public few-shot folds (linked from Point-BERT's DATASET.md, 'ModelNet Few-shot Dataset') or "
+        "write them with tools/make_fewshot.py from a ModelNet40 copy, and pass root=<folder holding "
+        "ModelNetFewshot/> (or that folder itself): {way}way_{shot}shot/{fold}.pkl, each a pickle {'train': [...], 'test': [...]} of "
+        "(points (N, 6) float32, label in 0..way-1, ModelNet40 label). See DATASET.md."
+    ),
     "ShapeNetPart": (
         "Download https://shapenet.cs.stanford.edu/media/shapenetcore_partanno_segmentation_benchmark_v0_normal.zip "
         "and pass root=<folder holding shapenetcore_partanno_segmentation_benchmark_v0_normal/> (or that folder "

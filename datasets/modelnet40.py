@@ -198,8 +198,8 @@ class ModelNet40(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def _raw(self, index: int) -> np.ndarray:
-        """(npoints, 3 or 6) before normalisation."""
+    def raw_points(self, index: int) -> np.ndarray:
+        """(npoints, 3 or 6) before normalisation; FPS-ordered for 'txt' and 'dat', stored order for 'h5'."""
         if self.format == "h5":
             return self.h5_points[index, : self.npoints]
         if self.format == "dat":
@@ -212,7 +212,7 @@ class ModelNet40(Dataset):
         return self._memo[index]
 
     def __getitem__(self, index: int) -> dict:
-        points = np.array(self._raw(index), dtype=np.float32)  # copy: normalisation must not touch the cache
+        points = np.array(self.raw_points(index), dtype=np.float32)  # copy: normalisation must not touch the cache
         points[:, :3] = pc_normalize(points[:, :3])
         if not self.use_normals:
             points = points[:, :3]

@@ -86,6 +86,7 @@ SCHEMA: dict = {
         "train_split": str, "val_split": (str, NoneType), "test_split": str,
         "file_list": (str, NoneType),  # PointCloudFolder: names of a split's files
         "on_bad_file": str,  # the engine's policy for a malformed data file: error (default) or skip
+        "way": int, "shot": int, "fold": int,  # ModelNetFewShot
     },
     "train": {
         "epochs": int, "batch_size": int, "val_batch_size": int, "val_freq": int,
@@ -102,7 +103,8 @@ MINIMUM = {
     **{f"model.{k}": (1, True) for k in ("trans_dim", "depth", "num_heads", "group_size", "num_group",
                                           "encoder_dims", "cls_dim", "num_categories")},
     **{f"train.{k}": (1, True) for k in ("epochs", "batch_size", "val_batch_size", "val_freq", "log_every")},
-    "train.num_workers": (0, True), "dataset.npoints": (1, True), "model.drop_path_rate": (0, True),
+    "train.num_workers": (0, True), "dataset.npoints": (1, True),
+    "dataset.way": (1, True), "dataset.shot": (1, True), "dataset.fold": (0, True), "model.drop_path_rate": (0, True),
     "optimizer.lr": (0, False), "optimizer.weight_decay": (0, True), "scheduler.warmup_epochs": (0, True),
     "scheduler.min_lr": (0, True), "scheduler.warmup_lr": (0, True),
 }

@@ -123,7 +123,8 @@ def build_task(cfg_model: Mapping, dataset) -> ClassificationTask:
         return PartSegTask(num_parts, parts)
     classes = getattr(dataset, "classes", None)
     num_classes = int(cfg_model.get("cls_dim", len(classes) if classes else 0))
-    if classes is not None and len(classes) != num_classes:
+    wider_ok = getattr(dataset, "wider_head_ok", False)  # few-shot: Point-MAE keeps a 40-way head for 5 classes
+    if classes is not None and (num_classes < len(classes) if wider_ok else num_classes != len(classes)):
         raise ValueError(
             f"model.cls_dim={num_classes} but dataset {type(dataset).__name__} has {len(classes)} classes"
         )

@@ -8,7 +8,9 @@
    configs/demo_pretrain.yaml into <out>/pretrain.
 2. Every method fine-tunes that backbone on the demo ScanObjectNN PB_T50_RS task for the same number of
    epochs and the same recipe (configs/demo_clora.yaml; adapters from the shipped ScanObjectNN configs)
-   over 3 seeds, each run a `tools/train.py` process (two at a time, one thread each).
+   over 3 seeds, each run a `tools/train.py` process (two at a time, one thread each), through
+   `pointclora.sweep` (tools/sweep.py's library: finished runs are skipped, killed ones resumed; it also
+   writes sweep.md/json/csv/png per task under <out>/runs/<task>/).
 3. CoTo's claims, with and without CoTo: (a) pruning: accuracy when the adapters of every other block
    are switched off; (b) merging: a CLoRA adapter trained on PB_T50_RS and one trained on OBJ_ONLY are
    merged by averaging their weight updates, W = W0 + (dW_a + dW_b) / 2, and the merged backbone is
@@ -34,12 +36,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench.common
 
 from bench.common import (REPO_ROOT, RESULTS_DIR, command_line, machine_header, markdown_table, mean_std,
                           write_result)
+from pointclora import sweep
+from pointclora.sweep import grid as sweep_grid
 
-METHODS = ("full", "linear", "lora", "clora", "clora_coto")
-LABELS = {"full": "full fine-tuning", "linear": "linear probing (head only)", "lora": "LoRA r=8 (qkv)",
-          "clora": "CLoRA r=8 p=4 (input)", "clora_coto": "CLoRA + CoTo"}
-ADAPTER_CONFIGS = {"lora": "scanobjectnn_lora.yaml", "clora": "scanobjectnn_clora.yaml",
-                   "clora_coto": "scanobjectnn_clora_coto.yaml"}
+METHODS = sweep_grid.METHODS
+LABELS = sweep_grid.LABELS
+ADAPTER_CONFIGS = sweep_grid.ADAPTER_CONFIGS
 BASE_CONFIG = "demo_clora.yaml"
 PRETRAIN_CONFIG = "demo_pretrain.yaml"
 DEMO_BACKBONE = REPO_ROOT / "runs" / "demo" / "pretrain" / "pretrain.pth"
@@ -49,33 +51,26 @@ COTO_METHODS = ("clora", "clora_coto")
 
 # ------------------------------------------------------------------ configs
 def adapter_section(method: str) -> Optional[dict]:
-    """The `adapter:` section of `method` (None: full fine-tuning)."""
+    """The `adapter:` section of `method` (None: full fine-tuning), as the sweep applies it."""
+    return sweep_grid.adapter_section(method)
+
+
+def task_opts(task: str, epochs: int, model_overrides: Optional[Mapping] = None,
+              dataset_overrides: Optional[Mapping] = None) -> List[str]:
+    """--opts of the demo recipe on ScanObjectNN variant `task` for `epochs` epochs (every method)."""
     from pointclora.config import load_config
 
-    if method not in METHODS:
-        raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
-    if method == "full":
-        return None
-    if method == "linear":  # head only: the class token stays frozen, as in linear probing
-        return {"method": "none", "trainable_modules": ["cls_head_finetune"]}
-    return dict(load_config(ADAPTER_CONFIGS[method])["adapter"])
+    warmup = min(int(load_config(BASE_CONFIG)["scheduler"].get("warmup_epochs", 0)), max(int(epochs) - 1, 0))
+    opts = [f"dataset.variant={task}", f"train.epochs={int(epochs)}", f"scheduler.warmup_epochs={warmup}"]
+    opts += [f"model.{k}={json.dumps(v)}" for k, v in (model_overrides or {}).items()]
+    return opts + [f"dataset.{k}={json.dumps(v)}" for k, v in (dataset_overrides or {}).items()]
 
 
 def run_config(method: str, task: str, epochs: int, model_overrides: Optional[Mapping] = None,
                dataset_overrides: Optional[Mapping] = None) -> dict:
     """The demo recipe with `method`'s adapters, on ScanObjectNN variant `task`, for `epochs` epochs."""
-    from pointclora.config import load_config
-
-    cfg = load_config(BASE_CONFIG)
-    cfg.pop("adapter", None)
-    adapter = adapter_section(method)
-    if adapter is not None:
-        cfg["adapter"] = adapter
-    cfg["model"].update(model_overrides or {})
-    cfg["dataset"].update({"variant": task, **(dataset_overrides or {})})
-    cfg["train"]["epochs"] = int(epochs)
-    cfg["scheduler"]["warmup_epochs"] = min(int(cfg["scheduler"].get("warmup_epochs", 0)), max(int(epochs) - 1, 0))
-    return cfg
+    base = sweep_grid.load_base(BASE_CONFIG, task_opts(task, epochs, model_overrides, dataset_overrides))
+    return sweep_grid.run_config(base, sweep_grid.Run(method, None, 0))
 
 
 def pretrain_config(epochs: Optional[int], model_overrides: Optional[Mapping] = None,
@@ -126,39 +121,20 @@ def run_in_process(command: List[str], log: Path) -> float:
     return time.perf_counter() - start
 
 
-def run_tools(commands: Sequence[List[str]], logs: Sequence[Path], parallel: int, threads: int) -> List[float]:
-    """Runs `python <command>` processes, `parallel` at a time with `threads` torch threads each
-    (parallel=0: one after the other inside this process, for tests).
-
-    returns the wall seconds of each run. A failing run raises RuntimeError naming its log.
-    """
-    if parallel == 0:
-        return [run_in_process(c, log) for c, log in zip(commands, logs)]
+def run_tool(command: List[str], log: Path, in_process: bool, threads: int) -> float:
+    """Runs `python <command>` (or, in_process, its main() here) with `threads` torch threads, output to
+    `log`; returns wall seconds. A failing run raises RuntimeError naming its log."""
+    if in_process:
+        return run_in_process(command, log)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    pending = list(range(len(commands)))
-    running: Dict[int, tuple] = {}
-    walls = [0.0] * len(commands)
-    while pending or running:
-        while pending and len(running) < parallel:
-            i = pending.pop(0)
-            logs[i].parent.mkdir(parents=True, exist_ok=True)
-            log = open(logs[i], "w")
-            proc = subprocess.Popen([sys.executable, *commands[i]], stdout=log, stderr=subprocess.STDOUT,
-                                    env=env, cwd=REPO_ROOT)
-            running[i] = (proc, log, time.perf_counter())
-        time.sleep(0.2)
-        for i, (proc, log, start) in list(running.items()):
-            if proc.poll() is None:
-                continue
-            log.close()
-            walls[i] = time.perf_counter() - start
-            del running[i]
-            if proc.returncode != 0:
-                for other, _, _ in running.values():
-                    other.terminate()
-                raise RuntimeError(f"run failed (exit {proc.returncode}): python {' '.join(commands[i])}; "
-                                   f"log {logs[i]}:\n{logs[i].read_text()[-1500:]}")
-    return walls
+    log.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with open(log, "w") as f:
+        code = subprocess.run([sys.executable, *command], stdout=f, stderr=subprocess.STDOUT, env=env,
+                              cwd=REPO_ROOT).returncode
+    if code:
+        raise RuntimeError(f"run failed (exit {code}): python {' '.join(command)}; log {log}:\n{log.read_text()[-1500:]}")
+    return time.perf_counter() - start
 
 
 def ensure_backbone(out: Path, epochs: Optional[int], model_overrides: Optional[Mapping], dataset_overrides,
@@ -181,8 +157,7 @@ def ensure_backbone(out: Path, epochs: Optional[int], model_overrides: Optional[
         shutil.copy2(DEMO_BACKBONE, path)
         return path, f"copied from {DEMO_BACKBONE.relative_to(REPO_ROOT)} (tools/demo.py)" + _pretrain_summary(run_dir)
     cfg_path = write_config(pretrain_config(epochs, model_overrides, dataset_overrides), out / "configs" / "pretrain.yaml")
-    wall = run_tools([tool_command("pretrain", cfg_path, run_dir)], [run_dir.with_suffix(".log")],
-                     0 if in_process else 1, threads)[0]
+    wall = run_tool(tool_command("pretrain", cfg_path, run_dir), run_dir.with_suffix(".log"), in_process, threads)
     return path, f"pre-trained by this study ({wall:.0f} s)" + _pretrain_summary(run_dir)
 
 
@@ -197,22 +172,18 @@ def _pretrain_summary(run_dir: Path) -> str:
 
 # ------------------------------------------------------------------ results of one run
 def run_dir(out: Path, task: str, method: str, seed: int) -> Path:
-    return out / "runs" / task / method / f"seed{seed}"
+    """<out>/runs/<task>/<method>/seed<s>: the folder the sweep of `task` gives the run."""
+    return sweep_grid.Run(method, None, seed).folder(out / "runs" / task)
 
 
 def read_run(path: Path) -> dict:
-    """{'best_oa', 'last_oa', 'trainable', 'total', 'train_time_s'} from a finished tools/train.py run."""
-    from pointclora.engine.logging import read_csv
-
-    results_file = path / "results.json"
-    if not results_file.is_file():
-        raise FileNotFoundError(f"run folder {path} has no results.json (the run did not finish)")
-    res = json.loads(results_file.read_text())
-    rows = read_csv(path / "metrics.csv")
-    last = [r for r in rows if r.get("val/oa") not in (None, "")][-1]
-    return {"best_oa": float(res["test"]["oa"]), "last_oa": float(last["val/oa"]),
-            "best_epoch": res["best_epoch"], "trainable": int(res["parameters"]["trainable"]),
-            "total": int(res["parameters"]["total"]), "train_time_s": float(res["train_time_s"])}
+    """{'best_oa', 'last_oa', 'best_epoch', 'trainable', 'total', 'train_time_s'} of a finished run
+    (the sweep's record: best test epoch and last epoch, the ScanObjectNN protocol's two numbers)."""
+    path = Path(path)
+    rec = sweep.report.read_run(path, sweep_grid.Run(path.parent.name, None, int(path.name.removeprefix("seed"))))
+    best, last = rec["protocols"][sweep.BEST_TEST], rec["protocols"][sweep.LAST]
+    return {"best_oa": float(best["oa"]), "last_oa": float(last["oa"]), "best_epoch": best["epoch"],
+            "trainable": rec["trainable"], "total": rec["total"], "train_time_s": rec["train_time_s"]}
 
 
 def load_run_model(path: Path) -> tuple:
@@ -319,30 +290,36 @@ def merging_study(out: Path, seeds: Sequence[int], methods=COTO_METHODS) -> Dict
 
 
 # ------------------------------------------------------------------ the study
-def plan_runs(out: Path, seeds: Sequence[int], methods: Sequence[str], merging: bool) -> List[tuple]:
-    """[(task, method, seed)] to train: every method on the main task, CoTo's pair on the second."""
-    jobs = [(MAIN_TASK, m, s) for m in methods for s in seeds]
+def plan_tasks(methods: Sequence[str], merging: bool) -> Dict[str, List[str]]:
+    """{task: methods to train}: every method on the main task, CoTo's pair on the second."""
+    tasks = {MAIN_TASK: list(methods)}
     if merging:
-        jobs += [(SECOND_TASK, m, s) for m in COTO_METHODS if m in methods for s in seeds]
-    return jobs
+        tasks[SECOND_TASK] = [m for m in COTO_METHODS if m in methods]
+    return tasks
 
 
-def train_all(args, backbone: Path, jobs: Sequence[tuple]) -> Dict[tuple, float]:
-    """Trains every job whose run folder has no results.json yet; returns {job: process wall seconds}."""
-    commands, logs, todo = [], [], []
-    for task, method, seed in jobs:
-        folder = run_dir(args.out, task, method, seed)
-        if (folder / "results.json").is_file() and not args.fresh:
-            continue
-        cfg_path = args.out / "configs" / f"{task}_{method}.yaml"
-        if not cfg_path.is_file() or args.fresh:
-            write_config(run_config(method, task, args.epochs, args.model_opts, args.dataset_opts), cfg_path)
-        commands.append(tool_command("train", cfg_path, folder, seed=seed, ckpts=backbone))
-        logs.append(folder.with_suffix(".log"))
-        todo.append((task, method, seed))
-        print(f"queued {task} {method} seed {seed}", flush=True)
-    walls = run_tools(commands, logs, args.parallel, args.threads) if commands else []
-    return dict(zip(todo, walls))
+def train_all(args, backbone: Path, tasks: Mapping[str, Sequence[str]]) -> Dict[str, dict]:
+    """One sweep per task (seeds x methods, finished runs skipped); returns {task: sweep summary}.
+    A failed run raises RuntimeError naming its log."""
+    import shutil
+
+    out = {}
+    for task, methods in tasks.items():
+        folder = args.out / "runs" / task
+        if args.fresh:
+            for method in methods:
+                for seed in args.seeds:
+                    shutil.rmtree(run_dir(args.out, task, method, seed), ignore_errors=True)
+        opts = task_opts(task, args.epochs, args.model_opts, args.dataset_opts)
+        out[task] = sweep.run_sweep(BASE_CONFIG, folder, seeds=args.seeds, methods=methods, opts=opts, device="cpu",
+                                    ckpts=str(backbone), parallel=max(args.parallel, 1), threads=args.threads,
+                                    in_process=args.parallel == 0, title=f"Method study: demo ScanObjectNN {task}",
+                                    command=command_line())
+        if out[task]["failed"]:
+            name = next(iter(out[task]["failed"]))
+            log = folder / f"{name}.log"
+            raise RuntimeError(f"run {task} {name} failed; log {log}:\n{log.read_text()[-1500:]}")
+    return out
 
 
 def summarise(out: Path, seeds: Sequence[int], methods: Sequence[str]) -> Dict[str, dict]:
@@ -471,7 +448,7 @@ def run(args) -> str:
                                      max(args.threads * args.parallel, 1), not args.no_demo_backbone,
                                      in_process=args.parallel == 0)
     coto = not args.no_coto_studies and all(m in args.methods for m in COTO_METHODS)
-    train_all(args, backbone, plan_runs(args.out, args.seeds, args.methods, coto))
+    train_all(args, backbone, plan_tasks(args.methods, coto))
     table = summarise(args.out, args.seeds, args.methods)
     pruning = pruning_study(args.out, args.seeds) if coto else None
     merging = merging_study(args.out, args.seeds) if coto else None

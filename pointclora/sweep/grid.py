@@ -41,7 +41,7 @@ def parse_indices(text: str, what: str) -> list[int]:
 def adapter_section(method: str) -> Optional[dict]:
     """The `adapter:` section of `method` (None: full fine-tuning)."""
     if method not in METHODS:
-        raise ValueError(f"--methods: unknown method {method!r}; known: {', '.join(METHODS)}")
+        raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
     if method == "full":
         return None
     if method == "linear":  # head only: the class token stays frozen, as in linear probing
@@ -85,7 +85,8 @@ def check_grid(cfg: Mapping, seeds: Sequence[int], methods: Optional[Sequence[st
         if values is not None and (not values or len(set(values)) != len(values)):
             raise ValueError(f"{flag}: expected distinct values, got {list(values)}")
     for m in methods or []:
-        adapter_section(m)
+        if m not in METHODS:
+            raise ValueError(f"--methods: unknown method {m!r}; known: {', '.join(METHODS)}")
     if folds is not None:
         name = cfg["dataset"]["NAME"]
         cls = DATASETS.get(name)

@@ -1,9 +1,11 @@
-"""Point-cloud transformer backbones (Point-MAE, Point-BERT), heads, pre-training model, checkpoints."""
+"""Point-cloud transformer backbones (Point-MAE, Point-BERT), method variants (DAPT, PointGST, IDPT), heads,
+pre-training model, checkpoints."""
 from .build import MODELS, build_model, config_keys, register_model
 from .dapt import PointMAEDAPT
 from .pointgst import PointMAEPGST
 from .checkpoint import load_pretrained, remap_state_dict, read_checkpoint
 from .grouping import Group
+from .idpt import PointMAEIDPT
 from .layers import Attention, Block, DropPath, Mlp, TransformerDecoder, TransformerEncoder
 from .part_seg import PointMAEPartSeg
 from .patch_embed import Encoder
@@ -15,5 +17,5 @@ __all__ = [
     "MODELS", "build_model", "config_keys", "register_model",
     "load_pretrained", "remap_state_dict", "read_checkpoint",
     "Group", "Encoder", "Attention", "Block", "DropPath", "Mlp", "TransformerDecoder", "TransformerEncoder",
-    "PointMAE", "PointBERT", "PointMAEPartSeg", "PointMAEPretrain", "PointMAEDAPT", "PointMAEPGST",
+    "PointMAE", "PointBERT", "PointMAEPartSeg", "PointMAEPretrain", "PointMAEDAPT", "PointMAEPGST", "PointMAEIDPT",
 ]

@@ -2,7 +2,9 @@
 
 Official Point-MAE / Point-BERT configs name their fine-tuning model ``PointTransformer`` and the
 Point-MAE pre-training model ``Point_MAE`` (with a nested ``transformer_config``): both are
-accepted and the model they were taken as is logged.
+accepted and the model they were taken as is logged. The IDPT repository also names its model
+``PointTransformer``; its configs are told apart by the keys ``prompt_layer`` / ``prompt_module`` /
+``cls_type``, which build ``PointMAEIDPT``.
 """
 import inspect
 import logging
@@ -11,6 +13,7 @@ from typing import Any, Callable, Dict, Mapping
 from torch import nn
 
 from .dapt import PointMAEDAPT
+from .idpt import IDPT_KEYS, PointMAEIDPT
 from .part_seg import PointMAEPartSeg
 from .pointgst import PointMAEPGST
 from .point_bert import PointBERT
@@ -26,6 +29,7 @@ MODELS: Dict[str, Callable[..., nn.Module]] = {
     "PointMAEPretrain": PointMAEPretrain,
     "PointMAEDAPT": PointMAEDAPT,
     "PointMAEPGST": PointMAEPGST,
+    "PointMAEIDPT": PointMAEIDPT,
 }
 # official NAMEs of the method variants -> ours (their configs keep the official keys)
 OFFICIAL_NAMES = {"PointTransformer_DAPT": "PointMAEDAPT", "PointTransformer_PGST": "PointMAEPGST"}
@@ -40,6 +44,10 @@ def register_model(name: str, cls: Callable[..., nn.Module]) -> None:
 
 def _resolve_alias(name: str, cfg: Dict[str, Any]) -> str:
     """Map the official config NAMEs onto ours, logging what they were taken as."""
+    if name == "PointTransformer" and IDPT_KEYS & set(cfg):
+        # the IDPT repository's PointTransformer: Point-MAE plus an instance prompt
+        logger.info("model NAME 'PointTransformer' taken as 'PointMAEIDPT' (has %s)", sorted(IDPT_KEYS & set(cfg)))
+        return "PointMAEIDPT"
     if name == "PointTransformer":
         # Point-BERT's configs have encoder_dims 256 (bridged by reduce_dim), Point-MAE's 384
         taken = "PointBERT" if cfg.get("encoder_dims") != cfg.get("trans_dim") else "PointMAE"

@@ -66,6 +66,9 @@ _ADAPTER = {  # pointclora.adapters.AdapterConfig fields (it validates the value
     "freeze_bn_stats": bool, "drop_adapter_rate": (int, float, NoneType), "class_token": (str, NoneType),
     "prompt_token": (str, NoneType), "patch_token": (str, NoneType), "local": (int, NoneType),
     "basis": (str, NoneType),
+    # IDPT (pointclora.adapters.idpt.IDPTConfig validates the values)
+    "prompt_layer": (int, NoneType), "prompt_module": (str, NoneType), "cls_type": (str, NoneType),
+    "prompt_k": (int, NoneType),
 }
 SCHEMA: dict = {
     "model": {  # official Point-MAE keys; pointclora.models.build_model checks them per model NAME
@@ -77,6 +80,8 @@ SCHEMA: dict = {
         # official keys of the method variants (PointTransformer_DAPT, PointTransformer_PGST)
         "rank": int, "drop_adapter_rate": Number, "drop_rate": Number, "class_token": str,
         "prompt_token": str, "patch_token": str, "local": int, "basis": str, "tsne": bool,
+        # official keys of the IDPT PointTransformer (their presence selects it), plus our prompt_k
+        "prompt_layer": int, "prompt_module": str, "cls_type": str, "prompt_k": int,
     },
     "adapter": _ADAPTER,
     "dataset": {

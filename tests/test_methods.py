@@ -1,4 +1,4 @@
-"""The model-variant methods (DAPT, PointGST) through the shared plumbing: config, build from a
+"""The model-variant methods (DAPT, PointGST, IDPT) through the shared plumbing: config, build from a
 backbone and from the official NAME, freezing, counts, adapter files, BatchNorm rule, merging."""
 import copy
 
@@ -28,11 +28,15 @@ METHODS = {
                   drop_rate=0.0, drop_path_rate=0.3), (1_087_771, 22_912_795)),
     "pointgst": (dict(method="pointgst", rank=4, local=8), "PointTransformer_PGST",
                  dict(rank=36, local=32, drop_path_rate=0.1), (622_831, 22_447_855)),
+    # IDPT's official NAME is plain PointTransformer: its prompt keys select it; tiny: 16 groups, so k=8
+    "idpt": (dict(method="idpt", prompt_layer=1, prompt_k=8), "PointTransformer",
+             dict(prompt_layer=11, prompt_module="dgcnn", cls_type="all", drop_path_rate=0.1), (1_696_783, 23_522_191)),
 }
-TINY_OFFICIAL = {"dapt": dict(rank=4), "pointgst": dict(rank=4, local=8)}  # tiny values of the official keys
+TINY_OFFICIAL = {"dapt": dict(rank=4), "pointgst": dict(rank=4, local=8),  # tiny values of the official keys
+                 "idpt": dict(prompt_layer=1, prompt_k=8)}
 # the official freezing rule of each repository (tools/builder.py, optimizer part dapt / adapt)
 OFFICIAL_RULE = {"dapt": lambda n: "cls" in n or "tfts" in n or "Adapter" in n,
-                 "pointgst": lambda n: "adapt" in n or "cls" in n}
+                 "pointgst": lambda n: "adapt" in n or "cls" in n, "idpt": lambda n: "cls" in n}
 
 
 def backbone(seed=0):
@@ -83,7 +87,7 @@ def test_variant_is_built_from_a_copy_of_the_backbone(method):
     same = [k for k, v in before.items() if k in state and v.shape == state[k].shape]
     assert all(torch.equal(before[k], state[k]) for k in same)
     assert not any(p.requires_grad for n, p in model.named_parameters() if n in before and "cls" not in n)
-    assert model.adapter_config.rank == 4 and model.adapter_config.method == method
+    assert all(getattr(model.adapter_config, k) == v for k, v in METHODS[method][0].items())
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -302,7 +306,8 @@ def demo(tmp_path_factory):
     return root
 
 
-TOOL_ADAPTERS = {"dapt": "{method: dapt, rank: 4}", "pointgst": "{method: pointgst, rank: 4, local: 8}"}
+TOOL_ADAPTERS = {"dapt": "{method: dapt, rank: 4}", "pointgst": "{method: pointgst, rank: 4, local: 8}",
+                 "idpt": "{method: idpt, prompt_layer: 1, prompt_k: 8}"}
 
 
 @pytest.mark.parametrize("method", TOOL_ADAPTERS)

@@ -1,5 +1,5 @@
 """Parameter-efficient adapters: LoRA, CLoRA (base-space sharing + SADE), linear probing, CoTo,
-and the methods that change the block forward (DAPT, PointGST; see adapters/methods.py)."""
+and the methods that change the block forward (DAPT, PointGST, IDPT; see adapters/methods.py)."""
 from .base import AdapterLayer
 from .clora import CLoRABank, CLoRALinear, sade_bank, sade_direct, sade_loss
 from .config import AdapterConfig
@@ -23,6 +23,7 @@ from .lora import LoRALinear
 from .methods import METHOD_CONFIGS, MethodConfig, register_method
 from .dapt import DAPTConfig  # noqa: E402  (registers method 'dapt')
 from .pointgst import PointGSTConfig, graph_basis  # noqa: E402  (registers method 'pointgst')
+from .idpt import IDPTConfig  # noqa: E402  (registers method 'idpt')
 
 __all__ = [
     "AdapterConfig",
@@ -31,6 +32,7 @@ __all__ = [
     "CLoRALinear",
     "CoToScheduler",
     "DAPTConfig",
+    "IDPTConfig",
     "METHOD_CONFIGS",
     "MethodConfig",
     "PointGSTConfig",

@@ -1,16 +1,19 @@
 """IDPT (Zha et al., "Instance-aware Dynamic Prompt Tuning for Pre-trained Point Cloud Models",
-ICCV 2023): the prompt generators. The model variant is ``pointclora.models.idpt.PointMAEIDPT``.
+ICCV 2023): config and prompt generators. The model variant is ``pointclora.models.idpt.PointMAEIDPT``.
 
 A prompt generator maps the G point tokens entering block ``prompt_layer``, (B, C, G), to one
 instance prompt (B, 1, C). Official ``prompt_module`` choices (models/dgcnn.py, models/Point_MAE.py of
 github.com/zyh16143998882/ICCV23-IDPT): 'dgcnn' (three dynamic EdgeConv layers, the official configs),
 'dgcnn_light2' (two), 'dgcnn_light' (one), 'mlp' (none: a 1x1 conv) and 'transformer' (one block).
 """
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .methods import MethodConfig, check_choice, check_positive_int, register_method
 
 # prompt_module -> number of EdgeConv layers of the DGCNN generator (official DGCNNView* / DGCNNViewMLP)
 EDGE_CONVS = {"dgcnn": 3, "dgcnn_light2": 2, "dgcnn_light": 1, "mlp": 0}
@@ -19,6 +22,41 @@ PROMPT_MODULES = tuple(EDGE_CONVS) + ("transformer",)
 CLS_TYPES = ("all", "promptcls", "pointcls", "promptonly")
 NEGATIVE_SLOPE = 0.2  # official DGCNN args: leaky_relu=1 -> LeakyReLU(0.2)
 DEFAULT_K = 20  # official DGCNN args: k=20 neighbours in feature space
+
+
+@dataclass
+class IDPTConfig(MethodConfig):
+    """IDPT on Point-MAE. Fields left None take the model's value or the official default.
+
+    prompt_layer: index of the block the prompt is inserted before (official 11; 6 for OBJ_ONLY).
+    prompt_module: the prompt generator, one of PROMPT_MODULES (official 'dgcnn').
+    cls_type: what the head reads: 'all' ([cls], prompt, max over points), 'promptcls',
+        'pointcls' or 'promptonly' (official 'all'; 'promptonly' for OBJ_BG).
+    prompt_k: neighbours of the DGCNN generators' feature-space kNN (official 20, fixed in its code).
+    """
+
+    method: str = "idpt"
+    prompt_layer: Optional[int] = None
+    prompt_module: Optional[str] = None
+    cls_type: Optional[str] = None
+    prompt_k: Optional[int] = None
+
+    OFFICIAL = {"prompt_layer": 11, "prompt_module": "dgcnn", "cls_type": "all", "prompt_k": DEFAULT_K}
+    COTO_NOTE = ("IDPT has no per-layer adapters to activate progressively: its one prompt generator feeds the "
+                 "prompt token the head reads, so dropping it changes the token count and the head input")
+    MERGE_NOTE = ("IDPT cannot be merged into the backbone: its prompt is computed from each cloud's point tokens "
+                  "(instance-dependent) and inserted as an extra token")
+
+    def validate_fields(self) -> None:
+        check_choice(self, "prompt_module", PROMPT_MODULES)
+        check_choice(self, "cls_type", CLS_TYPES)
+        check_positive_int(self, "prompt_k")
+        value = self.prompt_layer
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            raise ValueError(f"IDPTConfig.prompt_layer must be an integer >= 0 (a block index), got {value!r}")
+
+
+register_method("idpt", IDPTConfig, "PointMAEIDPT")
 
 
 def knn_features(x: torch.Tensor, k: int) -> torch.Tensor:

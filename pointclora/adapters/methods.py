@@ -251,11 +251,13 @@ def bn_buffer_names(model: nn.Module) -> List[str]:
 
 
 def trainable_tensor_names(model: nn.Module, config: MethodConfig) -> List[str]:
-    """State-dict keys an adapter file of this method holds: the method's parameters, the
+    """State-dict keys an adapter file of this method holds: the method's parameters, the frozen
+    tensors it adds to the backbone (``adapter_frozen_names()``, where a variant has them), the
     trainable modules (parameters and buffers) and, with official BatchNorm, every BN statistic."""
     from .inject import _is_trainable_name
 
     keep = set(model.adapter_parameter_names())
+    keep |= set(getattr(model, "adapter_frozen_names", list)())  # IDPT's prompt_pos
     if not config.freeze_bn_stats:
         keep |= set(bn_buffer_names(model))
     return [k for k in model.state_dict() if k in keep or _is_trainable_name(k, config.trainable_modules)]

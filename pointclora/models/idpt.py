@@ -8,13 +8,14 @@ embedding ``prompt_pos`` (1, 1, C), so the later blocks carry 2 + G tokens; the 
 the official ones (``prompt_pos``, ``blocks.blocks.{i}``, ``blocks.cls`` = the generator), so official
 fine-tuned checkpoints load strictly. The generators are in ``pointclora.adapters.idpt``.
 """
-from typing import Callable, Dict
+from typing import Callable, Dict, List
 
 import torch
 from torch import nn
 
 from ..adapters.idpt import (CLS_TYPES, DEFAULT_K, EDGE_CONVS, PROMPT_MODULES, build_prompt_module,
                              reset_prompt_parameters)
+from ..adapters.methods import backbone_kwargs, copy_backbone_state
 from .point_mae import PointMAE
 
 # config keys only the IDPT PointTransformer has: their presence selects this model for NAME PointTransformer
@@ -93,35 +94,55 @@ class PointMAEIDPT(PointMAE):
                  fps_skip_near_origin: bool = True):
         check_idpt_keys(depth, num_group, prompt_layer, prompt_module, cls_type, prompt_k)
         self.prompt_layer, self.prompt_module, self.cls_type, self.prompt_k = (
-            prompt_layer, prompt_module, cls_type, prompt_k)  # read by _build_head in PointMAE.__init__
+            prompt_layer, prompt_module, cls_type, prompt_k)  # read by _build_blocks / feature_dim
         super().__init__(trans_dim=trans_dim, depth=depth, drop_path_rate=drop_path_rate, cls_dim=cls_dim,
                          num_heads=num_heads, group_size=group_size, num_group=num_group,
                          encoder_dims=encoder_dims, fps_skip_near_origin=fps_skip_near_origin)
         self.prompt_pos = nn.Parameter(torch.zeros(1, 1, trans_dim))
-        prompt = build_prompt_module(prompt_module, trans_dim, num_heads, prompt_k)
-        self.blocks = PromptedEncoder(self.blocks.blocks, prompt, prompt_layer, num_group)
         self.reset_prompt_parameters()
         self._readout = READOUTS[cls_type]
 
     def feature_dim(self) -> int:
         return self.trans_dim * READOUT_WIDTH[self.cls_type]
 
-    def _build_head(self, cls_dim: int) -> nn.Sequential:
-        """Point-MAE's head with its first Linear reading ``feature_dim()`` features."""
-        head = super()._build_head(cls_dim)
-        head[0] = nn.Linear(self.feature_dim(), 256)
-        return head
+    def _build_blocks(self, rates: list) -> nn.Module:
+        blocks = super()._build_blocks(rates).blocks  # the backbone's blocks, keys blocks.blocks.{i}
+        prompt = build_prompt_module(self.prompt_module, self.trans_dim, self.num_heads, self.prompt_k)
+        return PromptedEncoder(blocks, prompt, self.prompt_layer, self.num_group)
 
     def reset_prompt_parameters(self, seed: int = 0) -> None:
-        """Official init, drawn from ``seed``: ``prompt_pos`` trunc-normal(0.02) (never trained by the
-        official rule, so this value is part of the method), the generator PyTorch's default (its
-        official fine-tuning init, see pointclora.adapters.idpt.reset_prompt_parameters)."""
+        """Official init, drawn from ``seed``: ``prompt_pos`` trunc-normal(0.02) (the official rule never
+        trains it, so this value is part of the method and of its adapter file), the generator PyTorch's
+        default (its official fine-tuning init, see pointclora.adapters.idpt.reset_prompt_parameters)."""
         gen = torch.Generator().manual_seed(seed)
         pos = torch.empty(self.prompt_pos.shape, device="cpu")
         nn.init.trunc_normal_(pos, std=0.02, a=-2.0, b=2.0, generator=gen)
         with torch.no_grad():
             self.prompt_pos.copy_(pos)
         reset_prompt_parameters(self.blocks.cls, seed)
+
+    # --- the interface of pointclora.adapters.methods
+    def method_fields(self) -> Dict[str, object]:
+        return dict(prompt_layer=self.prompt_layer, prompt_module=self.prompt_module, cls_type=self.cls_type,
+                    prompt_k=self.prompt_k)
+
+    def adapter_parameter_names(self) -> List[str]:
+        """The official freezing rule ('cls' in the name) without the head and class token: the generator."""
+        return [n for n, _ in self.named_parameters() if n.startswith("blocks.cls.")]
+
+    def adapter_frozen_names(self) -> List[str]:
+        """Frozen tensors the method adds to the backbone, kept in adapter files: ``prompt_pos``."""
+        return ["prompt_pos"]
+
+    @classmethod
+    def from_backbone(cls, backbone: PointMAE, config) -> "PointMAEIDPT":
+        """An IDPT model holding a copy of the backbone's tensors (the head too when its width fits)."""
+        w = next(backbone.parameters())
+        fields = {k: getattr(config, k) for k in config.structural_fields}
+        model = cls(**backbone_kwargs(backbone), **fields).to(device=w.device, dtype=w.dtype)
+        model.reset_prompt_parameters(config.seed)
+        copy_backbone_state(model, backbone)
+        return model.train(backbone.training)
 
     # --- forward
     def forward_tokens(self, points: torch.Tensor) -> torch.Tensor:

@@ -1,10 +1,10 @@
 #!/usr/bin/env python
-"""Writes tests/data/idpt_golden.pt: logits of the OFFICIAL IDPT code on tiny models, which
-tests/test_models_idpt.py compares with pointclora's IDPT without needing the official code.
+"""Writes tests/data/golden_idpt.pt: logits of the OFFICIAL IDPT code on tiny models, which
+tests/test_methods_idpt.py compares with pointclora's IDPT without needing the official code.
 
 Needs a checkout of github.com/zyh16143998882/ICCV23-IDPT (generated from commit bf152f226454):
 
-    python tests/data/make_idpt_golden.py --official /path/to/ICCV23-IDPT [--out tests/data/idpt_golden.pt]
+    python scripts/make_golden_idpt.py --official /path/to/ICCV23-IDPT [--out tests/data/golden_idpt.pt]
 
 The official ``models/Point_MAE.py`` and ``models/dgcnn.py`` are imported unchanged from the
 checkout, with stand-ins for what they import but cannot have here (``sys.modules`` entries):
@@ -31,7 +31,7 @@ from typing import Dict, List, Mapping
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 # tiny sizes: C=32, 3 blocks, 24 groups of 8 (the DGCNN generator's k=20 needs >= 20 groups)
 BASE = dict(trans_dim=32, depth=3, drop_path_rate=0.1, cls_dim=5, num_heads=2, group_size=8,
             num_group=24, encoder_dims=32)
@@ -172,7 +172,7 @@ def official_model(official: types.ModuleType, cfg: Mapping, state_dict: Mapping
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--official", required=True, type=Path, help="checkout of ICCV23-IDPT")
-    p.add_argument("--out", type=Path, default=ROOT / "tests" / "data" / "idpt_golden.pt")
+    p.add_argument("--out", type=Path, default=ROOT / "tests" / "data" / "golden_idpt.pt")
     args = p.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     official = import_official(args.official)

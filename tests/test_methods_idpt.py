@@ -1,4 +1,6 @@
-"""IDPT (pointclora.models.idpt / pointclora.adapters.idpt): official outputs, keys, counts, shapes, errors."""
+"""IDPT (pointclora.models.idpt / pointclora.adapters.idpt): official outputs, keys, counts, shapes, errors.
+The plumbing every model-variant method shares (adapter files, BatchNorm rule, merging, tools) is
+tested for IDPT too in tests/test_methods.py."""
 import importlib.util
 from pathlib import Path
 
@@ -9,7 +11,8 @@ from pointclora.adapters.idpt import DGCNNPrompt, edge_features, knn_features, r
 from pointclora.models import PointMAE, build_model, load_pretrained
 from pointclora.models.idpt import PointMAEIDPT
 
-DATA = Path(__file__).parent / "data"
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "tests" / "data"
 TINY = dict(trans_dim=32, depth=3, drop_path_rate=0.1, cls_dim=5, num_heads=2, group_size=8, num_group=24,
             encoder_dims=32)
 FULL = dict(trans_dim=384, depth=12, drop_path_rate=0.1, cls_dim=15, num_heads=6, group_size=32, num_group=128,
@@ -20,7 +23,7 @@ WIDTH = {"all": 3, "promptcls": 2, "pointcls": 2, "promptonly": 1}
 
 
 def _golden_module():
-    spec = importlib.util.spec_from_file_location("make_idpt_golden", DATA / "make_idpt_golden.py")
+    spec = importlib.util.spec_from_file_location("make_golden_idpt", REPO / "scripts" / "make_golden_idpt.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -35,13 +38,13 @@ def points(b=2, n=128, seed=1):
     return torch.rand(b, n, 3, generator=torch.Generator().manual_seed(seed)) * 2 - 1
 
 
-GOLDEN = torch.load(DATA / "idpt_golden.pt", weights_only=True)
+GOLDEN = torch.load(DATA / "golden_idpt.pt", weights_only=True)
 
 
 @pytest.mark.parametrize("index", range(len(GOLDEN["cases"])), ids=lambda i: "-".join(
     str(v) for v in GOLDEN["cases"][i]["case"].values()))
 def test_logits_equal_the_official_code(index):
-    """tests/data/idpt_golden.pt holds the official IDPT PointTransformer's logits for hashed weights."""
+    """tests/data/golden_idpt.pt (scripts/make_golden_idpt.py) holds the official IDPT PointTransformer's logits for hashed weights."""
     golden, case = _golden_module(), GOLDEN["cases"][index]
     assert golden.BASE == GOLDEN["base"] and golden.SEED == GOLDEN["seed"]
     model = golden.our_model(case["case"])
@@ -174,3 +177,98 @@ def test_bad_model_keys_name_the_key(kw, match):
 def test_mlp_and_transformer_generators_do_not_need_k_neighbours():
     for module in ("mlp", "transformer"):
         assert tiny(prompt_module=module, prompt_k=25).prompt_k == 25
+
+
+# ----------------------------------------------------------------------------- through the shared plumbing
+def _adapted(**section):
+    """A tiny Point-MAE backbone (torch seed 0) adapted by an IDPT section."""
+    from pointclora.adapters import AdapterConfig, apply_adapters
+
+    torch.manual_seed(0)
+    base = build_model(dict(NAME="PointMAE", **TINY)).eval()
+    return apply_adapters(base, AdapterConfig.from_dict(dict(dict(method="idpt", prompt_layer=2), **section)))
+
+
+def test_prompt_pos_stays_frozen_and_travels_in_the_adapter_file(tmp_path):
+    from pointclora.adapters import adapter_state_dict, load_adapter, save_adapter
+
+    model = _adapted().eval()
+    assert not model.prompt_pos.requires_grad  # the official rule trains names holding 'cls' only
+    with torch.no_grad():
+        model.prompt_pos.add_(0.5)  # e.g. a model loaded from an official checkpoint
+        model.blocks.cls.conv5[0].weight.mul_(1.5)
+    assert "prompt_pos" in adapter_state_dict(model)
+    path = tmp_path / "idpt.safetensors"
+    save_adapter(model, str(path))
+    torch.manual_seed(0)
+    loaded = load_adapter(build_model(dict(NAME="PointMAE", **TINY)), str(path)).eval()
+    assert torch.equal(loaded.prompt_pos, model.prompt_pos)
+    with torch.no_grad():
+        assert torch.equal(loaded(points()), model(points()))
+
+
+def test_from_backbone_keeps_the_blocks_and_seeds_the_prompt():
+    torch.manual_seed(0)
+    base = build_model(dict(NAME="PointMAE", **TINY))
+    a, b, c = _adapted(), _adapted(), _adapted(seed=5)
+    assert torch.equal(a.blocks.blocks[1].attn.qkv.weight, base.blocks.blocks[1].attn.qkv.weight)
+    assert torch.equal(a.blocks.cls.conv1[0].weight, b.blocks.cls.conv1[0].weight)
+    assert torch.equal(a.prompt_pos, b.prompt_pos)
+    assert not torch.equal(a.blocks.cls.conv1[0].weight, c.blocks.cls.conv1[0].weight)
+    assert not torch.equal(a.prompt_pos, c.prompt_pos)
+
+
+@pytest.mark.parametrize("section, message", [
+    (dict(prompt_module="pointnet"), "IDPTConfig.prompt_module must be one of"),
+    (dict(cls_type="cls"), "IDPTConfig.cls_type must be one of"),
+    (dict(prompt_layer=-1), "IDPTConfig.prompt_layer must be an integer >= 0"),
+    (dict(prompt_layer="last"), "IDPTConfig.prompt_layer"),
+    (dict(prompt_k=0), "IDPTConfig.prompt_k must be an integer >= 1"),
+    (dict(coto=True), "CoTo does not apply to idpt"),
+    (dict(rank=8), "unknown adapter config key"),
+])
+def test_config_errors_name_the_field(section, message):
+    from pointclora.adapters import AdapterConfig
+
+    with pytest.raises(ValueError, match=message):
+        AdapterConfig.from_dict(dict(method="idpt", **section))
+
+
+def test_prompt_layer_beyond_the_depth_names_it():
+    with pytest.raises(ValueError, match=r"prompt_layer must be an integer in \[0, depth - 1\] = \[0, 2\], got 11"):
+        _adapted(prompt_layer=11)
+
+
+def test_config_value_must_match_a_model_built_with_official_keys():
+    from pointclora.adapters import AdapterConfig, apply_adapters
+
+    official = build_model({"NAME": "PointTransformer", **TINY, "prompt_layer": 1, "prompt_module": "dgcnn",
+                            "cls_type": "promptonly"})
+    with pytest.raises(ValueError, match="IDPTConfig.cls_type='all' but the model was built with cls_type='promptonly'"):
+        apply_adapters(official, AdapterConfig.from_dict({"method": "idpt", "cls_type": "all"}))
+    model = apply_adapters(official, AdapterConfig.from_dict({"method": "idpt"}))
+    assert model is official and model.adapter_config.prompt_layer == 1
+
+
+@pytest.mark.parametrize("name, fields, transforms", [
+    ("scanobjectnn_idpt.yaml", dict(prompt_layer=11, cls_type="all"), ["fps_sample", "rotate_up"]),
+    ("scanobjectnn_objbg_idpt.yaml", dict(prompt_layer=11, cls_type="promptonly"), ["fps_sample", "rotate_up"]),
+    ("scanobjectnn_objonly_idpt.yaml", dict(prompt_layer=6, cls_type="all"), ["fps_sample", "rotate_up"]),
+    ("modelnet40_idpt.yaml", dict(prompt_layer=11, cls_type="all"), ["fps_sample", "scale_translate"]),
+])
+def test_shipped_configs_are_the_official_ones(name, fields, transforms):
+    """cfgs/finetune_{scan_hardest,scan_objbg,scan_objonly,modelnet}_idpt.yaml and runner_finetune.py."""
+    from pointclora.adapters import count_parameters
+    from pointclora.config import load_config
+    from pointclora.engine.builders import build_model_with_adapters
+
+    cfg = load_config(name)
+    assert cfg["dataset"]["train_transforms"] == transforms
+    with torch.device("meta"):
+        model, _ = build_model_with_adapters(cfg, None)
+    assert type(model) is PointMAEIDPT
+    assert model.method_fields() == dict(fields, prompt_module="dgcnn", prompt_k=20)
+    if name == "scanobjectnn_idpt.yaml":  # the official count of the official code, through the engine
+        counts = count_parameters(model)
+        assert (counts["trainable"], counts["total"]) == (1_696_783, 23_522_191)
+        assert counts["adapter"] == 1_330_176

@@ -272,3 +272,21 @@ def test_shipped_configs_are_the_official_ones(name, fields, transforms):
         counts = count_parameters(model)
         assert (counts["trainable"], counts["total"]) == (1_696_783, 23_522_191)
         assert counts["adapter"] == 1_330_176
+
+
+def test_profiler_counts_the_prompt_generator_by_hand():
+    """thop-style MACs of IDPT minus Point-MAE (same weights) = the generator's convolutions and kNN
+    products, the wider first head layer and the one extra token in the blocks after prompt_layer."""
+    from pointclora.profiler.summary import profile_model
+
+    C, G, k, depth, layer = 32, 24, 20, 3, 1
+    torch.manual_seed(0)
+    base = build_model(dict(NAME="PointMAE", **TINY)).eval()
+    idpt = _adapted(prompt_layer=layer).eval()
+    x = points(b=1)
+    a, b = profile_model(base, (x,)), profile_model(idpt, (x,), mode="unmerged")
+    edge = 3 * (2 * C * C * G * k + G * G * C)  # three EdgeConvs (2C -> C on G x k edges) + their kNN products
+    fuse = 3 * C * C * G  # conv5: 3C -> C on G tokens
+    head = C * 256  # first head layer reads 3C instead of 2C
+    token = (depth - layer) * (3 * C * C + C * C + 2 * 4 * C * C)  # qkv, proj, fc1, fc2 of one more token
+    assert b.thop_macs - a.thop_macs == edge + fuse + head + token

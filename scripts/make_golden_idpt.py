@@ -95,9 +95,9 @@ def golden_points(seed: int = SEED) -> torch.Tensor:
 
 def our_model(case: Mapping) -> torch.nn.Module:
     """pointclora's IDPT with the hashed weights (aliased BatchNorm keys resolved by loading)."""
-    from pointclora.models.idpt import PointMAEIDPT as IDPT
+    from pointclora.models.idpt import PointMAEIDPT
 
-    model = IDPT(**BASE, **case)
+    model = PointMAEIDPT(**BASE, **case)
     model.load_state_dict(hashed_state_dict(model.state_dict(), SEED), strict=True)
     return model.eval()
 
@@ -157,7 +157,8 @@ def import_official(checkout: Path) -> types.ModuleType:
                          "(clone github.com/zyh16143998882/ICCV23-IDPT)")
     install_stand_ins()
     _module("idpt_official", __path__=[str(models_dir)])
-    _module("idpt_official.build", MODELS=type("Registry", (), {"register_module": lambda self, *a, **k: (lambda c: c)})())
+    registry = types.SimpleNamespace(register_module=lambda *a, **k: (lambda cls: cls))  # models/build.py MODELS
+    _module("idpt_official.build", MODELS=registry)
     official = importlib.import_module("idpt_official.Point_MAE")
     importlib.import_module("idpt_official.dgcnn").torch = _TorchOnCPU()
     return official

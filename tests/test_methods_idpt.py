@@ -44,7 +44,8 @@ GOLDEN = torch.load(DATA / "golden_idpt.pt", weights_only=True)
 @pytest.mark.parametrize("index", range(len(GOLDEN["cases"])), ids=lambda i: "-".join(
     str(v) for v in GOLDEN["cases"][i]["case"].values()))
 def test_logits_equal_the_official_code(index):
-    """tests/data/golden_idpt.pt (scripts/make_golden_idpt.py) holds the official IDPT PointTransformer's logits for hashed weights."""
+    """tests/data/golden_idpt.pt (scripts/make_golden_idpt.py): the official IDPT PointTransformer's logits
+    for hashed weights."""
     golden, case = _golden_module(), GOLDEN["cases"][index]
     assert golden.BASE == GOLDEN["base"] and golden.SEED == GOLDEN["seed"]
     model = golden.our_model(case["case"])
@@ -244,7 +245,8 @@ def test_config_value_must_match_a_model_built_with_official_keys():
 
     official = build_model({"NAME": "PointTransformer", **TINY, "prompt_layer": 1, "prompt_module": "dgcnn",
                             "cls_type": "promptonly"})
-    with pytest.raises(ValueError, match="IDPTConfig.cls_type='all' but the model was built with cls_type='promptonly'"):
+    message = "IDPTConfig.cls_type='all' but the model was built with cls_type='promptonly'"
+    with pytest.raises(ValueError, match=message):
         apply_adapters(official, AdapterConfig.from_dict({"method": "idpt", "cls_type": "all"}))
     model = apply_adapters(official, AdapterConfig.from_dict({"method": "idpt"}))
     assert model is official and model.adapter_config.prompt_layer == 1

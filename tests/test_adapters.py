@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import randomise_adapters
 from pointclora.adapters import (
     AdapterConfig,
     AdapterLayer,
@@ -114,16 +115,6 @@ def make_model(seed=0, **kw):
 
 def points(seed=1, b=3, n=6):
     return torch.randn(b, n, 3, generator=torch.Generator().manual_seed(seed))
-
-
-def randomise_adapters(model, seed=2, std=0.3):
-    """Make every adapter non-zero (B of LoRA, Q of CLoRA) so merge / reload checks mean something."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for _, layer in adapter_layers(model):
-            for name, p in layer.named_parameters():
-                if not name.startswith("base_layer."):
-                    p.copy_(torch.randn(p.shape, generator=gen) * std)
 
 
 def adapted(seed=0, **cfg):

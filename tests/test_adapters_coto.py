@@ -5,11 +5,11 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from conftest import randomise_adapters, tiny_model_config
 from pointclora.adapters import AdapterConfig, CoToScheduler, adapter_layers, adapter_regularization, apply_adapters
 from pointclora.models import build_model
 
-TINY = dict(NAME="PointMAE", trans_dim=16, encoder_dims=16, depth=12, drop_path_rate=0.0, cls_dim=5, num_heads=2,
-            group_size=8, num_group=8)
+TINY = tiny_model_config(trans_dim=16, encoder_dims=16, depth=12, num_group=8)
 
 
 def make_model(depth=12):
@@ -19,15 +19,6 @@ def make_model(depth=12):
 
 def points(seed=1, b=2, n=32):
     return torch.randn(b, n, 3, generator=torch.Generator().manual_seed(seed))
-
-
-def randomise_adapters(model, seed=2, std=0.3):
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for _, layer in adapter_layers(model):
-            for name, p in layer.named_parameters():
-                if not name.startswith("base_layer."):
-                    p.copy_(torch.randn(p.shape, generator=gen) * std)
 
 
 def coto_model(depth=12, method="lora"):

@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import randomise_adapters, tiny_model_config
 from pointclora.adapters import (
     AdapterConfig,
     AdapterLayer,
@@ -21,7 +22,6 @@ from pointclora.adapters import (
 )
 from pointclora.models import build_model
 
-TINY = dict(trans_dim=48, depth=2, drop_path_rate=0.0, cls_dim=5, num_heads=2, group_size=8, num_group=16)
 FULL = dict(NAME="PointMAE", trans_dim=384, depth=12, drop_path_rate=0.1, cls_dim=15, num_heads=6,
             group_size=32, num_group=128, encoder_dims=384)
 SEG_TRAINABLE = ["label_conv", "propagation_0", "convs1", "convs2", "convs3", "bns1", "bns2"]
@@ -31,21 +31,11 @@ IDS = ["lora", "clora-input", "clora-weight"]
 
 def tiny(name="PointMAE", seed=0):
     torch.manual_seed(seed)
-    dims = 32 if name == "PointBERT" else TINY["trans_dim"]
-    return build_model(dict(NAME=name, encoder_dims=dims, **TINY)).eval()
+    return build_model(tiny_model_config(name)).eval()
 
 
 def points(seed=1, b=2, n=64):
     return torch.randn(b, n, 3, generator=torch.Generator().manual_seed(seed))
-
-
-def randomise_adapters(model, seed=2, std=0.2):
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for _, layer in adapter_layers(model):
-            for name, p in layer.named_parameters():
-                if not name.startswith("base_layer."):
-                    p.copy_(torch.randn(p.shape, generator=gen) * std)
 
 
 @pytest.mark.parametrize("name", ["PointMAE", "PointBERT"])
@@ -59,7 +49,7 @@ def test_tiny_backbones_init_merge_unload_reload(name, cfg, tmp_path):
     expected = ["attn.qkv"] if cfg["method"] == "lora" else ["attn.qkv", "mlp.fc1"]
     assert names == [f"blocks.blocks.{i}.{t}" for i in range(2) for t in expected]
 
-    randomise_adapters(model)
+    randomise_adapters(model, std=0.2)
     ref = model(x)
     assert (ref - base(x)).abs().max() > 1e-3
     torch.testing.assert_close(merge_adapters(model)(x), ref, atol=1e-5, rtol=0)
@@ -76,7 +66,7 @@ def test_tiny_backbones_init_merge_unload_reload(name, cfg, tmp_path):
 
 def test_point_mae_training_step_trains_only_adapters_and_head():
     model = apply_adapters(tiny(), AdapterConfig(rank=4, num_bases=2, sade_weight=0.1)).train()
-    randomise_adapters(model)
+    randomise_adapters(model, std=0.2)
     frozen = {n: p.clone() for n, p in model.named_parameters() if not p.requires_grad}
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
     loss = model.loss(model(points(b=4)), torch.tensor([0, 1, 2, 3])) + adapter_regularization(model)
@@ -98,12 +88,11 @@ def test_coto_groups_point_mae_blocks():
 
 def test_part_segmentation_with_its_own_head(tmp_path):
     torch.manual_seed(0)
-    seg = dict(TINY, depth=3)  # part segmentation fetches three blocks
-    base = build_model(dict(NAME="PointMAEPartSeg", encoder_dims=48, num_categories=4, **seg)).eval()
+    base = build_model(tiny_model_config("PointMAEPartSeg", num_categories=4)).eval()
     with pytest.raises(ValueError, match="'cls_head_finetune' matches no parameter"):
         apply_adapters(copy.deepcopy(base), AdapterConfig())  # classification defaults do not fit
     model = apply_adapters(copy.deepcopy(base), AdapterConfig(rank=4, num_bases=2, trainable_modules=SEG_TRAINABLE))
-    randomise_adapters(model)
+    randomise_adapters(model, std=0.2)
     x, cat = points(n=32), torch.tensor([0, 3])
     ref = model(x, cat)
     path = tmp_path / "seg.safetensors"

@@ -15,12 +15,7 @@ from bench import common, method_study, train_step  # noqa: E402
 TINY = {"trans_dim": 48, "encoder_dims": 48, "depth": 2, "num_heads": 4, "num_group": 8, "group_size": 8}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ------------------------------------------------------------------ common

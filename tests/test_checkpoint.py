@@ -5,27 +5,19 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import tiny_model_config
 from pointclora.models import build_model, load_pretrained
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one intra-op thread avoids OpenMP contention on the shared 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-TINY = dict(trans_dim=48, depth=2, drop_path_rate=0.0, num_heads=2, group_size=8, num_group=16, encoder_dims=48)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def mae(cls_dim=5):
-    return build_model(dict(TINY, NAME="PointMAE", cls_dim=cls_dim))
+    return build_model(tiny_model_config("PointMAE", cls_dim=cls_dim))
 
 
 def pretrain():
-    return build_model(dict(TINY, NAME="PointMAEPretrain", decoder_depth=2))
+    return build_model(tiny_model_config("PointMAEPretrain", decoder_depth=2))
 
 
 def randomise(model):
@@ -83,9 +75,9 @@ def test_pretrain_encoder_prefixes(prefix, tmp_path):
 def test_point_mae_pretrain_checkpoint_reports_decoder_keys(tmp_path, caplog):
     src = randomise(pretrain())
     torch.save({"base_model": src.state_dict()}, tmp_path / "pretrain.pth")
-    for target in [mae(), build_model(dict(TINY, NAME="PointMAEPartSeg", depth=3, cls_dim=50))]:
+    for target in [mae(), build_model(tiny_model_config("PointMAEPartSeg", cls_dim=50))]:
         if target.blocks.blocks.__len__() == 3:  # part seg: a depth-3 encoder
-            src = randomise(build_model(dict(TINY, NAME="PointMAEPretrain", depth=3, decoder_depth=2)))
+            src = randomise(build_model(tiny_model_config("PointMAEPretrain", depth=3, decoder_depth=2)))
             torch.save({"base_model": src.state_dict()}, tmp_path / "pretrain.pth")
         with caplog.at_level(logging.INFO, logger="pointclora.models.checkpoint"):
             missing, unexpected = load_pretrained(target, tmp_path / "pretrain.pth")
@@ -107,7 +99,7 @@ def test_pretrain_checkpoint_loads_back_into_pretrain_model(tmp_path):
 
 
 def test_point_bert_transformer_q_checkpoint(tmp_path):
-    cfg = dict(TINY, NAME="PointBERT", cls_dim=5, encoder_dims=32)
+    cfg = tiny_model_config("PointBERT")
     src = randomise(build_model(cfg))
     sd = {f"module.transformer_q.{k}": v for k, v in src.state_dict().items() if not k.startswith("cls_head")}
     sd["module.transformer_q.cls_head.0.weight"] = torch.randn(7, 48)  # contrastive head: never loaded

@@ -4,25 +4,15 @@ import logging
 import pytest
 import torch
 
+from conftest import tiny_model_config
 from pointclora.models import PointBERT, PointMAE, build_model
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one intra-op thread avoids OpenMP contention on the shared 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-TINY = dict(trans_dim=48, depth=2, drop_path_rate=0.1, cls_dim=5, num_heads=2, group_size=8, num_group=16)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_cfg(name, **over):
-    cfg = dict(TINY, NAME=name, encoder_dims=48 if name == "PointMAE" else 32)
-    cfg.update(over)
-    return cfg
+    return tiny_model_config(name, **{"drop_path_rate": 0.1, **over})
 
 
 @pytest.fixture
@@ -140,7 +130,7 @@ def test_build_errors_name_the_problem(caplog):
         del cfg["depth"]
         build_model(cfg)
     with pytest.raises(ValueError, match="encoder_dims"):
-        PointMAE(**dict(TINY, encoder_dims=32))
+        PointMAE(**{k: v for k, v in tiny_cfg("PointMAE", encoder_dims=32).items() if k != "NAME"})
     with caplog.at_level(logging.INFO, logger="pointclora.models.build"):
         assert type(build_model(tiny_cfg("PointMAE", NAME="PointTransformer"))) is PointMAE
         assert type(build_model(tiny_cfg("PointBERT", NAME="PointTransformer"))) is PointBERT

@@ -2,21 +2,15 @@
 import pytest
 import torch
 
+from conftest import tiny_model_config
 from pointclora.models import build_model
 from pointclora.models.part_seg import PointNetFeaturePropagation, default_fetch_idx
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one intra-op thread avoids OpenMP contention on the shared 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-TINY = dict(NAME="PointMAEPartSeg", trans_dim=48, depth=3, drop_path_rate=0.1, cls_dim=6, num_heads=2,
-            group_size=8, num_group=16, encoder_dims=48)
+TINY = tiny_model_config("PointMAEPartSeg", drop_path_rate=0.1, cls_dim=6)
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 """tools/pretrain.py end to end on tiny data: outputs and loss, transfer of its checkpoint into the
 classification and part-segmentation models, exact resume, a folder of point files, bad input."""
-import importlib.util
 import json
 import math
 import os
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import load_tool
 from pointclora.datasets.pointcloud_folder import PointCloudFolder, read_points
 from pointclora.engine.logging import read_csv
 from pointclora.models import build_model, load_pretrained
@@ -30,24 +30,10 @@ scheduler: {{warmup_epochs: 0}}
 DECODER_PREFIXES = ("MAE_decoder.", "mask_token", "decoder_pos_embed.", "increase_dim.")
 
 
-def _load_cli():
-    spec = importlib.util.spec_from_file_location("pretrain_cli", REPO / "tools" / "pretrain.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+CLI = load_tool("pretrain")
 
 
-CLI = _load_cli()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one intra-op thread avoids OpenMP contention on the shared 2-core machine
-    (module scope: the shared runs below are built under it too, so resumed runs compare exactly)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 @pytest.fixture(scope="module")
@@ -128,9 +114,7 @@ def test_checkpoint_loads_into_downstream_models(straight, name, missing_expecte
 
 
 def test_train_cli_fine_tunes_from_it(straight, data, tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("train_cli", REPO / "tools" / "train.py")
-    train_cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_cli)
+    train_cli = load_tool("train")
     config = tmp_path / "cls.yaml"
     config.write_text(f"""_base_: {REPO}/configs/_base_/scanobjectnn.yaml
 model: {{trans_dim: 32, encoder_dims: 32, depth: 3, num_heads: 2, drop_path_rate: 0.0, group_size: 8, num_group: 8}}

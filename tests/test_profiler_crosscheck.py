@@ -8,10 +8,9 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the tiny models live in test_profiler_flops
-
-from pointclora.profiler import count_model  # noqa: E402
-from test_profiler_flops import C1, C3, D, EXPECTED, G, HID, K, L, T, TinyPointMAE, points  # noqa: E402
+from pointclora.profiler import count_model
+from conftest import C1, C3, D, EXPECTED, G, HID, K, L, T, TinyPointMAE
+from conftest import profiler_points as points
 
 BN_ELEMENTS = G * K * (C1 + C3) + HID  # BatchNorm1d inputs: encoder (2 layers) + head
 LN_ELEMENTS = (2 * L + 1) * T * D  # norm1, norm2 per block + final norm

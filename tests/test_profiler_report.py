@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the tiny models live in test_profiler_flops
-
-from pointclora.profiler import point_ops_cost  # noqa: E402
-from pointclora.profiler.latency import measure_latency, time_fn  # noqa: E402
-from pointclora.profiler.report import format_compare, format_result  # noqa: E402
-from pointclora.profiler.summary import profile_model  # noqa: E402
-from test_profiler_flops import EXPECTED, G, N, TinyPointMAE, add_lora, points  # noqa: E402
+from pointclora.profiler import point_ops_cost
+from pointclora.profiler.latency import measure_latency, time_fn
+from pointclora.profiler.report import format_compare, format_result
+from pointclora.profiler.summary import profile_model
+from conftest import load_tool
+from conftest import EXPECTED, G, N, TinyPointMAE, add_lora
+from conftest import profiler_points as points
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -131,9 +131,7 @@ TINY_OPTS = ["model.trans_dim=48", "model.encoder_dims=48", "model.depth=1", "mo
 
 
 def test_cli_compare_on_a_shipped_config(capsys):
-    sys.path.insert(0, str(ROOT / "tools"))
-    import profile_flops
-
+    profile_flops = load_tool("profile_flops")
     argv = ["--format", "json", "--opts", *TINY_OPTS, "--compare", "demo_clora.yaml", "demo_clora.yaml:merged",
             "demo_clora.yaml+adapter.method=lora+adapter.rank=2+adapter.placement=null"]
     assert profile_flops.main(argv) == 0

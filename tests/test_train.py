@@ -1,6 +1,5 @@
 """tools/train.py end to end on tiny generated data: classification and part segmentation, full
 fine-tuning and CLoRA+CoTo, exact resume, --test, bad input, DDP with 2 gloo processes."""
-import importlib.util
 import json
 import os
 import subprocess
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import load_tool
 from pointclora.engine.logging import read_csv
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,14 +40,7 @@ ADAPTERS = {
 SEG_HEAD = "[label_conv, propagation_0, convs1, convs2, convs3, bns1, bns2]"
 
 
-def _load_cli():
-    spec = importlib.util.spec_from_file_location("train_cli", REPO / "tools" / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-CLI = _load_cli()
+CLI = load_tool("train")
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from conftest import tiny_model_config
 from pointclora.visualization import views
 from pointclora.visualization.camera import fixed_camera
 from pointclora.visualization.colors import BACKGROUND, WRONG, label_colors, palette
@@ -27,9 +28,7 @@ def make_table(n: int = 512, seed: int = 0):
 
 
 def tiny_mae_config():
-    return {"model": {"NAME": "PointMAEPretrain", "trans_dim": 48, "depth": 2, "drop_path_rate": 0.0,
-                      "num_heads": 2, "group_size": 16, "num_group": 16, "encoder_dims": 48, "mask_ratio": 0.6,
-                      "decoder_depth": 1}}
+    return {"model": tiny_model_config("PointMAEPretrain", group_size=16, mask_ratio=0.6, decoder_depth=1)}
 
 
 def build_view(name: str) -> Scene:

@@ -19,6 +19,8 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 
 import torch
 
+from pointclora.io import atomic_write_text
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 
@@ -176,9 +178,4 @@ def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> 
 
 def write_result(path: Path, text: str) -> Path:
     """Writes a result file (atomic rename), creating bench/results/ when needed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, text)

@@ -12,6 +12,7 @@ from typing import Dict, Iterable, Tuple
 import numpy as np
 
 from .common import PathLike, malformed, require_file
+from .modelnet40 import CLASSES
 from .pointcloud_io import format_rows, write_text
 
 NAME = "ModelNet40"
@@ -95,8 +96,6 @@ def meshes_to_modelnet(
     .off stems (e.g. 'desk_0001'). classes: the class list for
     modelnet40_shape_names.txt (default: the 40 ModelNet40 names). Returns `out`.
     """
-    from .modelnet40 import CLASSES
-
     out = Path(out)
     names = list(classes) if classes is not None else list(CLASSES)
     for split, items in meshes.items():

@@ -34,21 +34,23 @@ _PCD_TYPES = {("F", 4): "f4", ("F", 8): "f8", ("I", 1): "i1", ("I", 2): "i2", ("
 
 
 # ----------------------------------------------------------------------------- readers
-def _read_npy(path: Path) -> np.ndarray:
+def read_npy(path: PathLike) -> np.ndarray:
+    """A plain numeric .npy array (no pickles), any shape."""
     try:
-        data = np.load(path, allow_pickle=False)
+        return np.load(path, allow_pickle=False)
     except ValueError as err:
         raise ValueError(f"{path}: not a plain numeric .npy array ({err})") from None
-    return data
 
 
-def _read_txt(path: Path) -> np.ndarray:
+def read_txt(path: PathLike, dtype=np.float32) -> np.ndarray:
+    """A point table, rows 'x y z ...' (space separated) or 'x,y,z,...' -> (N, C)."""
     with open(path) as f:
         first = f.readline()
     try:
-        return np.loadtxt(path, delimiter="," if "," in first else None, dtype=np.float32, ndmin=2)
+        return np.loadtxt(path, delimiter="," if "," in first else None, dtype=dtype, ndmin=2)
     except ValueError as err:
-        raise ValueError(f"{path}: not a numeric point table, rows 'x y z ...' or 'x,y,z,...' ({err})") from None
+        raise ValueError(f"{path}: cannot parse as a numeric point table, rows 'x y z ...' or 'x,y,z,...' "
+                         f"({err})") from None
 
 
 def _header(f, path: Path, end: bytes, limit: int = 200) -> List[str]:
@@ -155,7 +157,7 @@ def _read_pcd(path: Path) -> np.ndarray:
     return xyz.astype(np.float32)
 
 
-READERS = {".npy": _read_npy, ".txt": _read_txt, ".ply": _read_ply, ".pcd": _read_pcd}
+READERS = {".npy": read_npy, ".txt": read_txt, ".ply": _read_ply, ".pcd": _read_pcd}
 
 
 def read_points(path: PathLike) -> np.ndarray:

@@ -3,19 +3,17 @@
 - text point files (ModelNet40 'x,y,z,nx,ny,nz', ShapeNetPart 'x y z nx ny nz part')
 - h5 arrays (ScanObjectNN, ModelNet40 ply_hdf5_2048)
 - the ModelNet40 `.dat` pickle cache, read with a restricted unpickler
-- atomic writes (temporary file in the same folder, then `os.replace`)
+- atomic writes, through `pointclora.io.atomic_path` (the toolkit's one atomic-write helper)
 """
 import io
-import os
 import pickle
-import tempfile
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
 import numpy as np
 
+from ..io import atomic_path, atomic_write_text
 from .common import PathLike, check_finite, hint, malformed, require_file
 
 
@@ -48,27 +46,8 @@ def format_rows(data: np.ndarray, fmt: str, delimiter: str) -> str:
     return (row * n) % tuple(data.ravel().tolist())
 
 
-@contextmanager
-def atomic_path(path: PathLike):
-    """Yield a temporary path next to `path`; on success move it onto `path`.
-
-    A crash (or Ctrl-C) half-way leaves no truncated file behind.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def write_text(path: PathLike, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
+    atomic_write_text(path, text)
 
 
 def open_h5(path: PathLike, dataset: str):

@@ -19,6 +19,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+REPO_ROOT = CONFIG_DIR.parent
 NoneType = type(None)
 Number = (int, float)
 
@@ -132,6 +133,15 @@ def resolve_config_path(name: str | os.PathLike) -> Path:
         if candidate.with_suffix(".yaml").is_file():
             return candidate.with_suffix(".yaml").resolve()
     raise FileNotFoundError(f"--config: no file '{name}' (looked at {path.resolve()} and in {CONFIG_DIR})")
+
+
+def resolve_path(path: str | os.PathLike) -> Path:
+    """A relative path is taken from the current directory, or from the repository root when it
+    exists only there (so the shipped configs work from any directory)."""
+    p = Path(path).expanduser()
+    if p.is_absolute() or p.exists() or not (REPO_ROOT / p).exists():
+        return p.resolve()
+    return (REPO_ROOT / p).resolve()
 
 
 def merge(base: Mapping, override: Mapping) -> dict:
@@ -251,8 +261,9 @@ def _value_problem(dotted: str, value: Any) -> str | None:
     return None
 
 
-def validate(cfg: Mapping, sources: Mapping | None = None, schema: Mapping = SCHEMA, prefix: str = "") -> None:
-    """Raises ConfigError for an unknown key, a wrong type or value, or a missing required key."""
+def validate(cfg: Mapping, sources: Mapping | None = None, schema: Mapping = SCHEMA, prefix: str = "",
+             required: Iterable[str] = REQUIRED) -> None:
+    """Raises ConfigError for an unknown key, a wrong type or value, or a missing `required` key."""
     sources = sources or {}
     for key, value in cfg.items():
         dotted = f"{prefix}{key}"
@@ -266,7 +277,7 @@ def validate(cfg: Mapping, sources: Mapping | None = None, schema: Mapping = SCH
                 continue
             if not isinstance(value, Mapping):
                 raise ConfigError(f"{where}: key '{dotted}' must be a mapping, got {type(value).__name__}")
-            validate(value, sources, expected, dotted + ".")
+            validate(value, sources, expected, dotted + ".", ())
         elif not _type_ok(value, expected):
             raise ConfigError(
                 f"{where}: key '{dotted}' must be {_type_name(expected)}, got {type(value).__name__} {value!r}"
@@ -274,7 +285,7 @@ def validate(cfg: Mapping, sources: Mapping | None = None, schema: Mapping = SCH
         elif _value_problem(dotted, value):
             raise ConfigError(f"{where}: key '{dotted}' {_value_problem(dotted, value)}")
     if not prefix:
-        for key in REQUIRED:
+        for key in required:
             if get_by_dotted(cfg, key) is None:
                 raise ConfigError(f"config: required key '{key}' is missing")
 

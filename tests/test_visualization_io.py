@@ -7,10 +7,13 @@ import h5py
 import numpy as np
 import pytest
 
+from conftest import load_tool
 from pointclora.visualization import io
-from pointclora.visualization.app import main
+from pointclora.visualization.app import Source
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLI = load_tool("visualize")
+main = CLI.run  # the tool without its error-to-exit wrapper: bad input raises
 RNG = np.random.RandomState(0)
 POINTS = RNG.uniform(-1, 1, (64, 3)).astype(np.float32)
 NORMALS = (POINTS / np.linalg.norm(POINTS, axis=1, keepdims=True)).astype(np.float32)
@@ -136,7 +139,7 @@ def test_tool_reports_unreadable_file(tmp_path):
     bad.write_text("garbage\n")
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "visualize.py"), "--file", str(bad),
                            "--out", str(tmp_path / "x.png")], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1 and "bad.pcd: no points could be read" in proc.stderr
+    assert proc.returncode == 2 and "bad.pcd: no points could be read" in proc.stderr
 
 
 class _FakeDataset(list):
@@ -166,13 +169,12 @@ def test_config_samples_are_the_engines_evaluation_samples(tmp_path):
     from pointclora.datasets.demo import make_demo_data
     from pointclora.engine.builders import build_datasets
     from pointclora.engine.distributed import DistInfo
-    from pointclora.visualization.app import Source, build_parser
 
     make_demo_data(tmp_path / "demo", seed=0, train_per_class=1, test_per_class=1, val_per_class=1, npoints=128)
     root = tmp_path / "demo"
     config = tmp_path / "seg.yaml"
     config.write_text(f"_base_: {ROOT}/configs/shapenetpart_full.yaml\ndataset: {{root: {root}, npoints: 48}}\n")
-    source = Source(build_parser().parse_args(["--config", str(config), "--index", "1"]))
+    source = Source(CLI.parse_args(["--config", str(config), "--index", "1"]))
     first, again = source.sample(1), source.sample(1)
     assert np.array_equal(first["points"], again["points"]) and np.array_equal(first["seg"], again["seg"])
     info = DistInfo(device=torch.device("cpu"))

@@ -20,6 +20,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout too
 
+from pointclora.cli import run_tool  # noqa: E402
+from pointclora.config import load_config  # noqa: E402
+from pointclora.profiler.latency import measure_latency  # noqa: E402
+from pointclora.profiler.report import format_compare, format_result  # noqa: E402
+from pointclora.profiler.summary import build_from_config, example_inputs, merge_note, profile_config  # noqa: E402
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -55,8 +61,6 @@ def parse_spec(spec: str, merged: bool):
 
 
 def profile_one(spec: str, args: argparse.Namespace, merged: bool):
-    from pointclora.config import load_config
-    from pointclora.profiler.summary import profile_config
 
     name, merged, extra, label = parse_spec(spec, merged)
     cfg = load_config(name, list(args.opts) + extra)
@@ -68,8 +72,6 @@ def profile_one(spec: str, args: argparse.Namespace, merged: bool):
     result = profile_config(cfg, label, points=args.points, batch=args.batch, merged=merged,
                             per_module=args.per_module)
     if result.mode == "not mergeable":  # DAPT / IDPT / PointGST: the row is the unmerged model
-        from pointclora.profiler.summary import merge_note
-
         merged = False
         NOTES[label] = merge_note(cfg)
     if args.latency:
@@ -81,9 +83,6 @@ NOTES: dict = {}  # row label -> why its adapters cannot merge
 
 
 def _latency(cfg, args, merged: bool) -> dict:
-    from pointclora.profiler.latency import measure_latency
-    from pointclora.profiler.summary import build_from_config, example_inputs
-
     model = build_from_config(cfg, merged)
     inputs = example_inputs(cfg, max(args.batch, 2), args.points)  # BatchNorm trains on >= 2 samples
     out = measure_latency(model, inputs, device=args.device, warmup=args.warmup, iters=args.iters,
@@ -93,10 +92,17 @@ def _latency(cfg, args, merged: bool) -> dict:
     return out
 
 
+def run(args: argparse.Namespace) -> None:
+    if args.compare:
+        print(format_compare([profile_one(spec, args, args.merged) for spec in args.compare], args.format))
+    else:
+        print(format_result(profile_one(args.config, args, args.merged), args.format))
+    for label, note in NOTES.items():
+        print(f"{label}: not mergeable: {note}")
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from pointclora.profiler.report import format_compare, format_result
-
     for flag in ("points", "batch", "iters"):
         value = getattr(args, flag)
         if value is not None and value < 1:
@@ -105,18 +111,7 @@ def main(argv=None) -> int:
     if args.warmup < 0:
         print(f"error: --warmup must be >= 0, got {args.warmup}", file=sys.stderr, flush=True)
         return 2
-    try:
-        if args.compare:
-            results = [profile_one(spec, args, args.merged) for spec in args.compare]
-            print(format_compare(results, args.format))
-        else:
-            print(format_result(profile_one(args.config, args, args.merged), args.format))
-        for label, note in NOTES.items():
-            print(f"{label}: not mergeable: {note}")
-    except (ValueError, KeyError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        return 2
-    return 0
+    return run_tool(lambda: run(args), errors=(ValueError, KeyError, FileNotFoundError))
 
 
 if __name__ == "__main__":

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from torch import nn
+
+from ..io import atomic_path
 
 from .base import AdapterLayer
 from .clora import CLoRABank, CLoRALinear, sade_loss
@@ -221,28 +224,15 @@ def adapter_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:
 
 def save_adapter(model: nn.Module, path: str) -> None:
     """Write adapter_state_dict(model) and the config (JSON metadata) to a .safetensors file."""
-    from safetensors.torch import save_file
-
     if any(m.merged for _, m in adapter_layers(model)):
         raise RuntimeError("adapters are merged: unmerge_adapters(model) before save_adapter")
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in adapter_state_dict(model).items()}
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    # temporary file in the same folder, then os.replace: a crash never leaves a truncated adapter file
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={_METADATA_KEY: get_adapter_config(model).to_json(), "format": "pt"})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as tmp:  # a crash never leaves a truncated adapter file
+        save_file(tensors, str(tmp), metadata={_METADATA_KEY: get_adapter_config(model).to_json(), "format": "pt"})
 
 
 def read_adapter_config(path: str):
     """The AdapterConfig stored in an adapter file."""
-    from safetensors import safe_open
-
     if not os.path.isfile(path):
         raise FileNotFoundError(f"adapter file not found: {path}")
     with safe_open(path, framework="pt") as f:
@@ -256,8 +246,6 @@ def load_adapter(model: nn.Module, path: str) -> nn.Module:
     """Load an adapter file into `model`, applying its config first when the model has no adapters.
 
     Returns the model holding the adapter: for DAPT / IDPT / PointGST applied here, a new model."""
-    from safetensors.torch import load_file
-
     stored = read_adapter_config(path)
     config = get_adapter_config(model)
     if config is None:

@@ -1,12 +1,11 @@
-"""Build datasets, loaders, the model and its adapters from a resolved config, failing early.
+"""Build datasets and loaders (per rank) from a resolved config, failing early; the model and its
+adapters come from `pointclora.factory`.
 
 Every check that can fail on user input (missing data or checkpoint, unknown model / adapter /
 dataset name, a checkpoint that does not fit) runs here, before the first training step.
 """
 from __future__ import annotations
 
-import inspect
-import os
 import random
 from pathlib import Path
 from typing import Mapping
@@ -15,13 +14,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..config import CONFIG_DIR
+from ..adapters import count_parameters
+from ..config import resolve_path
+from ..datasets.demo import SHAPENET_FOLDER, make_demo_data
+from ..factory import build_model_with_adapters, build_split, load_backbone, splits  # noqa: F401 (engine's names)
+from .data_errors import SkipBadFiles
 from .distributed import DistInfo, ShardSampler, barrier, train_sampler
-
-REPO_ROOT = CONFIG_DIR.parent
-# dataset-section keys read by the engine, not passed to the dataset constructor
-ENGINE_DATASET_KEYS = ("train_split", "val_split", "test_split", "generate_demo", "on_bad_file")
-DEFAULT_SPLITS = {"ShapeNetPart": ("trainval", "test", "test")}  # Point-MAE part seg trains on trainval
 
 
 def set_seed(seed: int) -> None:
@@ -38,34 +36,8 @@ def seed_worker(worker_id: int) -> None:
     random.seed(seed)
 
 
-def resolve_path(path: str | os.PathLike) -> Path:
-    """A relative path is taken from the current directory, or from the repository root when it
-    exists only there (so the shipped configs work from any directory)."""
-    p = Path(path).expanduser()
-    if p.is_absolute() or p.exists() or not (REPO_ROOT / p).exists():
-        return p.resolve()
-    return (REPO_ROOT / p).resolve()
-
-
-def splits(cfg_dataset: Mapping) -> tuple[str, str, str]:
-    """(train, val, test) split names; val selects the best epoch."""
-    train, val, test = DEFAULT_SPLITS.get(cfg_dataset.get("NAME"), ("train", "test", "test"))
-    return (cfg_dataset.get("train_split", train), cfg_dataset.get("val_split") or val,
-            cfg_dataset.get("test_split", test))
-
-
-def dataset_kwargs(cfg_dataset: Mapping) -> dict:
-    """The dataset section minus the engine's keys, with `root` resolved."""
-    out = {k: v for k, v in cfg_dataset.items() if k not in ENGINE_DATASET_KEYS}
-    if "root" in out:
-        out["root"] = str(resolve_path(out["root"]))
-    return out
-
-
 def _demo_roots(demo: Path, name: str) -> list[Path]:
     """The dataset roots that make_demo_data(demo) fills for dataset `name`."""
-    from ..datasets.demo import SHAPENET_FOLDER
-
     folder = {"ScanObjectNN": "ScanObjectNN", "ModelNet40": "modelnet40_normal_resampled",
               "ShapeNetPart": SHAPENET_FOLDER}.get(name)
     return [demo, demo / folder] if folder else []
@@ -85,45 +57,26 @@ def _generate_demo(cfg_dataset: Mapping, info: DistInfo) -> None:
             f"{cfg_dataset.get('NAME')} demo data when dataset.root is one of {[str(r) for r in roots]}"
             " (is dataset.root misspelt?)")
     if info.is_main:
-        from ..datasets.demo import make_demo_data
-
         print(f"dataset not found: generating the demo data under {root} (seed 0) ...", flush=True)
         make_demo_data(str(root), seed=0)
     barrier()
 
 
-def eval_dataset_kwargs(kwargs: dict) -> dict:
-    """Evaluation splits sample points per index from a fixed seed when the dataset supports it
-    (ShapeNetPart's `sample_seed`), so metrics repeat exactly whatever the number of ranks."""
-    from ..datasets import DATASETS
-
-    cls = DATASETS.get(kwargs.get("NAME"))
-    if cls is not None and "sample_seed" in inspect.signature(cls.__init__).parameters:
-        return {**kwargs, "sample_seed": kwargs.get("sample_seed") if kwargs.get("sample_seed") is not None else 0}
-    return kwargs
-
-
 def build_datasets(cfg_dataset: Mapping, info: DistInfo, names: list[str], train_split: str | None = None) -> dict:
     """{split: dataset} for the given split names (`train_split` gets the training transforms and
     random sampling; the others are evaluation splits); generates demo data first when asked."""
-    from ..datasets import build_dataset
-
     out: dict = {}
     for split in dict.fromkeys(names):
         if split in out:
             continue
         try:
-            kwargs = dataset_kwargs(cfg_dataset)
-            out[split] = build_dataset(kwargs if split == train_split else eval_dataset_kwargs(kwargs), split)
+            out[split] = build_split(cfg_dataset, split, train=split == train_split)
         except FileNotFoundError:
             if not cfg_dataset.get("generate_demo") or out:
                 raise
             _generate_demo(cfg_dataset, info)
-            kwargs = dataset_kwargs(cfg_dataset)  # the root exists now
-            out[split] = build_dataset(kwargs if split == train_split else eval_dataset_kwargs(kwargs), split)
+            out[split] = build_split(cfg_dataset, split, train=split == train_split)  # the root exists now
     if cfg_dataset.get("on_bad_file", "error") == "skip":
-        from .data_errors import SkipBadFiles
-
         out = {split: SkipBadFiles(dataset, split, info.is_main) for split, dataset in out.items()}
     return out
 
@@ -183,45 +136,6 @@ def eval_loader(dataset, cfg_train: Mapping, info: DistInfo) -> DataLoader:
     )
 
 
-def load_backbone(model: torch.nn.Module, path: str | os.PathLike) -> None:
-    """Loads pre-trained weights; a checkpoint that fills none of the backbone is an error."""
-    from ..models import load_pretrained
-
-    path = resolve_path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"--ckpts / ckpts: pre-trained checkpoint '{path}' not found")
-    missing, unexpected = load_pretrained(model, str(path))
-    total = len(model.state_dict())
-    if len(missing) >= total:
-        raise ValueError(
-            f"checkpoint '{path}' does not fit model {type(model).__name__}: none of its {total} tensors "
-            f"matched ({len(unexpected)} unexpected keys, e.g. {unexpected[:3]})"
-        )
-    print(f"loaded pre-trained weights from {path}: {total - len(missing)}/{total} tensors, "
-          f"missing {len(missing)} {missing[:6]}, unexpected {len(unexpected)}", flush=True)
-
-
-def build_model_with_adapters(cfg: Mapping, ckpts: str | None):
-    """Builds model, loads `ckpts` (when given) into the backbone, then applies `adapter`.
-
-    returns (model, adapter_config or None).
-    """
-    from ..models import build_model
-
-    model = build_model(cfg["model"])
-    if ckpts:
-        load_backbone(model, ckpts)
-    adapter_cfg = None
-    if cfg.get("adapter"):
-        from ..adapters import AdapterConfig, apply_adapters
-
-        adapter_cfg = AdapterConfig.from_dict(dict(cfg["adapter"]))
-        model = apply_adapters(model, adapter_cfg)
-    return model, adapter_cfg
-
-
 def count_params(model: torch.nn.Module) -> dict:
     """{'total', 'trainable', 'adapter', 'head'} (adapter/head from the adapters package)."""
-    from ..adapters import count_parameters
-
     return dict(count_parameters(model))

@@ -3,7 +3,7 @@
 The checkpoint is a training checkpoint of this tool (default <output_dir>/ckpt-best.pth) or
 a bare fine-tuned state dict in any layout `pointclora.models.load_pretrained` reads.
 Writes test_results.json (and, with --save-predictions, predictions.npz in the format of
-pointclora.visualization.io.save_predictions, read by tools/visualize.py) on rank 0.
+pointclora.io.save_predictions, read by tools/visualize.py) on rank 0.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Callable, Mapping
 import numpy as np
 import torch
 
+from ..io import save_predictions
 from . import builders as B
 from .checkpoint import REQUIRED_KEYS, load_model_state
 from .distributed import DistInfo
@@ -76,8 +77,6 @@ def evaluate_checkpoint(cfg: dict, args, info: DistInfo, setup: Callable, prefli
         out.mkdir(parents=True, exist_ok=True)
         (out / "test_results.json").write_text(json.dumps(result, indent=2))
         if preds is not None:
-            from ..visualization.io import save_predictions
-
             points = preds.pop("points")
             names = list(getattr(dsets[test_split], "classes", None) or range(task.num_classes))
             save_predictions(str(out / "predictions.npz"), points, names, **preds)

@@ -9,6 +9,7 @@ from typing import Mapping
 
 import torch
 
+from ..datasets.transforms import ScaleTranslate
 from .metrics import ClassificationMeter, PartSegMeter, part_mask, part_ranges, restrict_to_parts
 
 
@@ -16,8 +17,6 @@ def scale_translate(points: torch.Tensor, generator: torch.Generator) -> torch.T
     """Point-MAE's PointcloudScaleAndTranslate for test-time voting: per-shape, per-axis scale
     U[2/3, 3/2] and translation U[-0.2, 0.2] of xyz. points: (B, N, C) -> (B, N, C).
     The training augmentation of the same name (datasets.transforms.ScaleTranslate)."""
-    from ..datasets.transforms import ScaleTranslate
-
     return ScaleTranslate()(points, generator)
 
 
@@ -55,7 +54,7 @@ class ClassificationTask:
         meter.update(logits.float(), self.target(batch))
 
     def predictions(self, scores: torch.Tensor, batch: Mapping, are_probs: bool = False) -> dict:
-        """Arrays of pointclora.visualization.io's prediction file: points, label, pred, probs."""
+        """Arrays of pointclora.io's prediction file: points, label, pred, probs."""
         probs = scores.float() if are_probs else scores.float().softmax(-1)
         return {"points": batch["points"][..., :3].float(), "label": self.target(batch),
                 "pred": scores.argmax(-1), "probs": probs}

@@ -20,6 +20,8 @@ import threading
 from dataclasses import dataclass
 from typing import Dict, List
 
+import cuda_ext
+
 DIST_FLOPS = 8  # squared distance between two 3-D points: 3 sub + 3 mul + 2 add
 POINT_OPS = ("furthest_point_sample", "knn", "ball_query", "three_nn", "three_interpolate",
              "gather_operation", "grouping_operation", "chamfer_distance")
@@ -152,8 +154,6 @@ def _patch_targets(originals: Dict[str, object]):
 @contextlib.contextmanager
 def recording(calls: List[PointOpCall]):
     """Temporarily wraps every ``cuda_ext`` point op (and its aliases) to record its calls."""
-    import cuda_ext
-
     originals = {name: getattr(cuda_ext, name) for name in POINT_OPS if hasattr(cuda_ext, name)}
     by_id = {id(fn): name for name, fn in originals.items()}
     patched = []

@@ -9,6 +9,8 @@ from typing import Dict, List, Mapping, Optional
 import torch
 from torch import nn
 
+from ..adapters import count_parameters, merge_adapters
+from ..factory import build_model_with_adapters
 from . import point_ops_cost
 from .conventions import CONVENTION_OURS, CONVENTION_THOP, CONVENTION_TRAIN
 from .flops import CATEGORIES, count_model
@@ -54,21 +56,6 @@ class ProfileResult:
         return d
 
 
-def count_params(model: nn.Module) -> Dict[str, int]:
-    """{total, trainable[, adapter, head]}; adapter/head from ``pointclora.adapters`` when it applies."""
-    out = {"total": sum(p.numel() for p in model.parameters()),
-           "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)}
-    try:
-        from ..adapters import count_parameters
-    except ImportError:
-        return out
-    try:
-        out.update({k: int(v) for k, v in dict(count_parameters(model)).items()})
-    except (KeyError, AttributeError, TypeError, ValueError):
-        pass  # not an adapted model of this package: total/trainable are enough
-    return out
-
-
 def profile_model(model: nn.Module, inputs: tuple, name: str = "model", groups: Optional[int] = None,
                   mode: str = "no adapters", per_module: bool = False) -> ProfileResult:
     """Counts forward and training-step MACs of ``model(*inputs)``; inputs[0]: points (B, N, 3)."""
@@ -82,7 +69,7 @@ def profile_model(model: nn.Module, inputs: tuple, name: str = "model", groups: 
     cats = fwd.by("category")
     costs = point_ops_cost.summarize(fwd.point_op_calls)
     return ProfileResult(
-        name=name, points=pts.shape[1], groups=groups, mode=mode, params=count_params(model),
+        name=name, points=pts.shape[1], groups=groups, mode=mode, params=count_parameters(model),
         macs=fwd.macs() // batch, thop_macs=fwd.thop_macs() // batch,
         categories={c: cats.get(c, 0) // batch for c in CATEGORIES},
         kinds={k: v // batch for k, v in sorted(fwd.by("kind").items())},
@@ -93,16 +80,12 @@ def profile_model(model: nn.Module, inputs: tuple, name: str = "model", groups: 
 
 
 def _merge(model: nn.Module) -> nn.Module:
-    from ..adapters import merge_adapters
-
     out = merge_adapters(model)
     return out if isinstance(out, nn.Module) else model
 
 
 def build_from_config(cfg: Mapping, merged: bool = False) -> nn.Module:
     """Model + adapters exactly as training builds them (random weights: costs do not depend on them)."""
-    from ..engine.builders import build_model_with_adapters
-
     model, adapter_cfg = build_model_with_adapters(cfg, None)
     if merged:
         if adapter_cfg is None:

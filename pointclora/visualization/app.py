@@ -1,47 +1,48 @@
-"""Command-line front end of ``tools/visualize.py``: pick the input, build the view, render or show.
+"""What ``tools/visualize.py`` does behind its flags: pick the input, build the view, render or show.
 
 Inputs (exactly one): ``--config C [--split test] [--index 7]`` (a dataset sample), ``--file
-path`` (.txt/.npy/.h5/.ply/.pcd) or ``--predictions file.npz`` (``io.save_predictions``).
+path`` (.txt/.npy/.h5/.ply/.pcd) or ``--predictions file.npz`` (``pointclora.io.save_predictions``).
 ``--out file.png`` renders offscreen; without it an Open3D window opens (a display is needed).
 """
-import argparse
 import sys
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import List, Optional
 
 import numpy as np
 
+from ..config import load_config
+from ..factory import build_split
+from ..io import check_index
 from . import io, views
+from .reconstruction import reconstruct
 from .render import BACKENDS, has_display, render_scene, show_scene
 from .scene import Scene
 
 VIEWS = ("cloud", "patches", "partseg", "grid", "reconstruction")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Visualise point clouds, patches, part segmentation, predictions "
-                                            "and Point-MAE reconstructions (Open3D window or PNG).")
-    p.add_argument("--config", help="experiment config (YAML); shows a sample of its dataset "
-                                    "(with --predictions: the run whose test split was predicted)")
-    p.add_argument("--file", help="point file: .txt, .npy, .h5 (sample --index), .ply, .pcd")
-    p.add_argument("--predictions", help="prediction .npz written by tools/train.py --test --save-predictions")
-    p.add_argument("--split", default="test", help="dataset split with --config (default: test)")
-    p.add_argument("--index", type=int, default=0, help="sample index (dataset, .h5/.npy stack, predictions)")
-    p.add_argument("--view", choices=VIEWS, default="cloud")
-    p.add_argument("--out", help="write a PNG here (offscreen); without it an interactive window opens")
-    p.add_argument("--backend", choices=BACKENDS, default="auto",
-                   help="PNG renderer: open3d offscreen, the numpy fallback, or auto (open3d when a GL context exists)")
-    p.add_argument("--color-by", choices=views.COLOR_BY, default="height", help="cloud view colouring")
-    p.add_argument("--num-group", type=int, help="patches: FPS centres (default: the config's model.num_group, else 64)")
-    p.add_argument("--group-size", type=int, help="patches: kNN size (default: the config's model.group_size, else 32)")
-    p.add_argument("--class", dest="class_name", help="grid: show samples of this class (name or id); "
-                                                      "default with --predictions: the most confidently wrong")
-    p.add_argument("--count", type=int, default=8, help="grid: number of samples (default 8)")
-    p.add_argument("--checkpoint", help="reconstruction: Point-MAE pre-training checkpoint")
-    p.add_argument("--mask-seed", type=int, default=0, help="reconstruction: seed of the random mask")
-    p.add_argument("--size", type=int, default=360, help="panel size in pixels (default 360)")
-    p.add_argument("--up", choices=("x", "y", "z"), default="y", help="up axis of the data (default y)")
-    p.add_argument("--opts", nargs="*", default=[], help="config overrides key=value (with --config)")
-    return p
+@dataclass
+class VisualizeOptions:
+    """What to show and where (the flags of tools/visualize.py, same names and defaults)."""
+
+    config: Optional[str] = None  # experiment config: a sample of its dataset (with predictions: its run)
+    file: Optional[str] = None  # point file: .txt, .npy, .h5 (sample index), .ply, .pcd
+    predictions: Optional[str] = None  # prediction .npz of tools/train.py --test --save-predictions
+    split: str = "test"
+    index: int = 0
+    view: str = "cloud"  # one of VIEWS
+    out: Optional[str] = None  # PNG path; None opens an interactive window
+    backend: str = "auto"  # one of render.BACKENDS
+    color_by: str = "height"  # one of views.COLOR_BY
+    num_group: Optional[int] = None  # patches: default the config's model.num_group, else 64
+    group_size: Optional[int] = None  # patches: default the config's model.group_size, else 32
+    class_name: Optional[str] = None  # grid: samples of this class (name or id)
+    count: int = 8
+    checkpoint: Optional[str] = None  # reconstruction: Point-MAE pre-training checkpoint
+    mask_seed: int = 0
+    size: int = 360
+    up: str = "y"
+    opts: List[str] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -64,8 +65,6 @@ class Source:
         if not given or "file" in given and len(given) > 1:
             raise ValueError(f"expected one input: --config, --file or --predictions (--predictions may add --config), got {given or 'none'}")
         if args.config:
-            from pointclora.config import load_config
-
             self.cfg = load_config(args.config, args.opts)
         if args.predictions:
             self.preds = io.load_predictions(args.predictions, self.get_dataset() if self.cfg else None)
@@ -74,14 +73,9 @@ class Source:
 
     def get_dataset(self):
         if self.dataset is None:
-            from pointclora.datasets import build_dataset
-            from pointclora.engine.builders import dataset_kwargs, eval_dataset_kwargs
-
             # the engine's evaluation sampling (ShapeNetPart: fixed per-index seed), so a sample and a
-            # bare prediction file's points are the points the model saw; dataset_kwargs drops the
-            # engine-only keys (splits, demo)
-            kwargs = eval_dataset_kwargs(dataset_kwargs(self.cfg["dataset"]))
-            self.dataset = build_dataset(kwargs, self.args.split)
+            # bare prediction file's points are the points the model saw
+            self.dataset = build_split(self.cfg["dataset"], self.args.split)
             self.class_names = list(getattr(self.dataset, "classes", []) or []) or None
             self.part_names = part_names_of(self.dataset)
         return self.dataset
@@ -93,14 +87,14 @@ class Source:
         if self.preds is None:
             return io.load_point_file(self.args.file, index)
         p = self.preds
-        io._check_index(index, len(p["points"]), self.args.predictions)
+        check_index(index, len(p["points"]), self.args.predictions)
         keys = ("label", "pred", "seg", "pred_seg", "category")
         return {"points": p["points"][index], **{k: p[k][index] for k in keys if k in p}}
 
     def describe(self, index: int, sample: dict) -> str:
         where = self.args.file or self.args.predictions or f"{self.args.config} [{self.args.split}]"
         label = sample.get("label", sample.get("category"))
-        name = f" ({views._name(self.class_names, int(label), 'class')})" if label is not None else ""
+        name = f" ({views.label_name(self.class_names, int(label), 'class')})" if label is not None else ""
         return f"{where} #{index}{name}"
 
     def model_value(self, key: str, default: int) -> int:
@@ -157,7 +151,7 @@ def _grid(src: Source, args) -> Scene:
             break
     if not clouds:
         raise ValueError(f"--class: no sample of class {args.class_name!r} in split {args.split!r}")
-    name = views._name(src.class_names, target, "class")
+    name = views.label_name(src.class_names, target, "class")
     return views.grid_view(clouds, titles, [target] * len(clouds), src.class_names, f"{name}: {len(clouds)} samples", args.up)
 
 
@@ -167,24 +161,22 @@ def _grid_predictions(src: Source, args) -> Scene:
         raise ValueError(f"--view grid: {args.predictions} holds no classification ('label'/'pred')")
     probs = p.get("probs")
     if probs is None and "logits" in p:
-        probs = views._softmax(p["logits"].astype(np.float64))
+        probs = views.softmax(p["logits"].astype(np.float64))
     if args.class_name is not None:
         target = _class_id(args.class_name, names)
-        idx, conf, heading = views.select_class(p["label"], target, args.count), None, f"class {views._name(names, target, 'class')}"
+        idx, conf, heading = views.select_class(p["label"], target, args.count), None, f"class {views.label_name(names, target, 'class')}"
     else:
         idx, conf = views.select_confidently_wrong(p["label"], p["pred"], probs, args.count)
         heading = "most confidently wrong" if conf is not None else "wrong (no scores in the file)"
     titles = []
     for j, i in enumerate(idx):
         tail = f" {conf[j]:.2f}" if conf is not None else ""
-        titles.append(f"#{i} {views._name(names, int(p['label'][i]), 'class')} -> {views._name(names, int(p['pred'][i]), 'class')}{tail}")
+        titles.append(f"#{i} {views.label_name(names, int(p['label'][i]), 'class')} -> {views.label_name(names, int(p['pred'][i]), 'class')}{tail}")
     return views.grid_view([p["points"][i] for i in idx], titles, p["label"][idx], names,
                            f"{heading}: {len(idx)} samples (title: true -> predicted)", args.up)
 
 
 def _reconstruction(src: Source, args) -> Scene:
-    from .reconstruction import reconstruct
-
     if src.cfg is None:
         raise ValueError("--view reconstruction: needs --config (the Point-MAE pre-training config) and --checkpoint")
     s = src.sample(args.index)
@@ -197,8 +189,9 @@ def _reconstruction(src: Source, args) -> Scene:
 BUILDERS = {"cloud": _cloud, "patches": _patches, "partseg": _partseg, "grid": _grid, "reconstruction": _reconstruction}
 
 
-def main(argv: Optional[list] = None) -> int:
-    args = build_parser().parse_args(argv)
+def visualize(options: VisualizeOptions) -> int:
+    """Builds the view and renders it to options.out (or shows it); bad input raises ValueError & co."""
+    args = options
     if args.out is None and not has_display():
         print("error: no display found (DISPLAY / WAYLAND_DISPLAY unset) and no --out given; "
               "pass --out file.png to render offscreen", file=sys.stderr)

@@ -2,6 +2,9 @@
 from typing import Mapping, Optional
 
 import numpy as np
+import torch
+
+from ..models import build_model, load_pretrained
 
 
 def reconstruct(cfg: Mapping, checkpoint: Optional[str], points: np.ndarray, seed: int = 0) -> dict:
@@ -11,11 +14,6 @@ def reconstruct(cfg: Mapping, checkpoint: Optional[str], points: np.ndarray, see
     'pred_patches' (M, K, 3)} in absolute coordinates; the mask is drawn with ``seed``
     (the global torch RNG is left untouched).
     """
-    import torch
-
-    from pointclora.models.build import build_model
-    from pointclora.models.checkpoint import load_pretrained
-
     model = build_model(cfg["model"])
     if not hasattr(model, "reconstruct"):
         raise ValueError(f"--view reconstruction: model.NAME {cfg['model'].get('NAME')!r} builds "

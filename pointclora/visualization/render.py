@@ -14,6 +14,7 @@ import numpy as np
 
 from .camera import Camera, fixed_camera
 from .colors import BACKGROUND
+from .compose import compose_png
 from .scene import Layer, Panel, Scene
 
 BACKENDS = ("auto", "open3d", "numpy")
@@ -204,8 +205,6 @@ def render_scene(scene: Scene, out: str, backend: str = "auto", size: int = 360)
 
     Returns {'path', 'backend', 'note', 'width', 'height'}.
     """
-    from .compose import compose_png
-
     name, note = choose_backend(backend)
     images = render_panels(scene, name, size)
     width, height = compose_png(scene, images, out, note)

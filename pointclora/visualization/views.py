@@ -6,7 +6,11 @@ Each view takes numpy arrays and returns a ``Scene`` (``scene.py``); rendering i
 from typing import List, Optional, Sequence
 
 import numpy as np
+import torch
 
+import cuda_ext
+
+from ..models.grouping import Group
 from .colors import CORRECT, HIDDEN, WRONG, height_colors, label_colors, normal_colors, palette
 from .scene import Layer, Panel, Scene
 
@@ -32,17 +36,13 @@ def _point_size(n: int) -> float:
     return 2.0 if n > 4000 else 3.0 if n > 1200 else 4.0
 
 
-def _name(names: Optional[Sequence[str]], i: int, kind: str) -> str:
+def label_name(names: Optional[Sequence[str]], i: int, kind: str) -> str:
     return str(names[i]) if names is not None and 0 <= i < len(names) else f"{kind} {i}"
 
 
 def estimate_normals(points: np.ndarray, k: int = 16) -> np.ndarray:
     """points: (N, 3) -> (N, 3) unit normals: smallest principal axis of each kNN neighbourhood
     (``cuda_ext.knn``), flipped to point away from the centroid."""
-    import torch
-
-    import cuda_ext
-
     points = _check_points(points)
     xyz = torch.as_tensor(points, dtype=torch.float32)[None]  # (1, N, 3)
     idx = cuda_ext.knn(xyz, xyz, min(k, len(points)))[1][0].numpy()  # (N, k)
@@ -81,10 +81,6 @@ def group_patches(points: np.ndarray, num_group: int, group_size: int):
     -> centers (G, 3), patch_idx (G, K) int64 into points, owner (N,) int64: the patch whose
     centre is nearest among those containing the point, -1 for points in no patch.
     """
-    import torch
-
-    from pointclora.models.grouping import Group
-
     points = _check_points(points)
     group = Group(num_group, group_size)
     with torch.no_grad():
@@ -160,7 +156,7 @@ def partseg_view(points, seg, pred_seg=None, part_names: Optional[Sequence[str]]
                    Panel(error_layers, f"{wrong.sum()} wrong points")]
         present = np.union1d(present, pred_seg)
     colours = palette(num)
-    legend = [(_name(part_names, int(p), "part"), tuple(colours[p])) for p in present]
+    legend = [(label_name(part_names, int(p), "part"), tuple(colours[p])) for p in present]
     if pred_seg is not None:
         legend += [("wrong", WRONG), ("right", CORRECT)]
     return Scene(panels, title=title, legend=legend, up=up)
@@ -180,7 +176,7 @@ def grid_view(clouds: List[np.ndarray], titles: List[str], labels: Sequence[int]
     for cloud, tile_title, label in zip(clouds, titles, labels):
         cloud = _check_points(cloud, "clouds[i]")
         panels.append(Panel([Layer(cloud, colours[int(label)], _point_size(len(cloud)))], tile_title))
-    legend = [(_name(class_names, int(c), "class"), tuple(colours[c])) for c in sorted(set(int(l) for l in labels))]
+    legend = [(label_name(class_names, int(c), "class"), tuple(colours[c])) for c in sorted(set(int(l) for l in labels))]
     return Scene(panels, title=title, legend=legend, up=up)
 
 
@@ -192,7 +188,7 @@ def select_class(labels: np.ndarray, class_id: int, count: int) -> np.ndarray:
     return hits[:count]
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
+def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)

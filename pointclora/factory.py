@@ -1,0 +1,110 @@
+"""What a config describes, built: the model with its adapters and freezing, its backbone weights,
+the datasets of its splits. Below `engine`, `profiler` and `visualization`, which all build from here.
+
+    model = pointclora.build_model_from_config("scanobjectnn_clora.yaml")   # no weights loaded
+    model = pointclora.build_model_from_config({"model": {...}, "adapter": {...}}, opts=["adapter.rank=4"])
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+import os
+from typing import Iterable, Mapping
+
+from torch import nn
+
+from .adapters import AdapterConfig, apply_adapters
+from .config import load_config, parse_opts, resolve_path, set_by_dotted, validate
+from .datasets import DATASETS, build_dataset
+from .models import build_model, load_pretrained
+
+# dataset-section keys read by the engine, not passed to the dataset constructor
+ENGINE_DATASET_KEYS = ("train_split", "val_split", "test_split", "generate_demo", "on_bad_file")
+DEFAULT_SPLITS = {"ShapeNetPart": ("trainval", "test", "test")}  # Point-MAE part seg trains on trainval
+
+
+def resolve_config(config: str | os.PathLike | Mapping, opts: Iterable[str] = ()) -> dict:
+    """A config file (path or name in configs/) or an in-memory mapping, with --opts applied and
+    validated; an in-memory mapping needs only the sections it uses (e.g. model + adapter)."""
+    if not isinstance(config, Mapping):
+        return load_config(config, opts)
+    cfg = copy.deepcopy(dict(config))
+    sources = {}
+    for key, value in parse_opts(opts):
+        set_by_dotted(cfg, key, value)
+        sources[key] = "--opts"
+    validate(cfg, sources, required=("model.NAME",))
+    return cfg
+
+
+def build_model_with_adapters(cfg: Mapping, ckpts: str | os.PathLike | None = None):
+    """Builds cfg['model'], loads `ckpts` (when given) into the backbone, then applies cfg['adapter']
+    (which freezes all but the adapters and the trainable head). returns (model, AdapterConfig or None)."""
+    model = build_model(cfg["model"])
+    if ckpts:
+        load_backbone(model, ckpts)
+    adapter_cfg = None
+    if cfg.get("adapter"):
+        adapter_cfg = AdapterConfig.from_dict(dict(cfg["adapter"]))
+        model = apply_adapters(model, adapter_cfg)
+    return model, adapter_cfg
+
+
+def build_model_from_config(config: str | os.PathLike | Mapping, opts: Iterable[str] = ()) -> nn.Module:
+    """The model a config describes, adapters and freezing applied, no weights loaded (for
+    notebooks and tests). `config`: a YAML path / name in configs/, or a mapping with a `model`
+    section (and optionally `adapter`); `opts`: overrides as on the command line ("adapter.rank=4")."""
+    model, _ = build_model_with_adapters(resolve_config(config, opts), None)
+    return model
+
+
+def load_backbone(model: nn.Module, path: str | os.PathLike) -> None:
+    """Loads pre-trained weights; a checkpoint that fills none of the backbone is an error."""
+    path = resolve_path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--ckpts / ckpts: pre-trained checkpoint '{path}' not found")
+    missing, unexpected = load_pretrained(model, str(path))
+    total = len(model.state_dict())
+    if len(missing) >= total:
+        raise ValueError(
+            f"checkpoint '{path}' does not fit model {type(model).__name__}: none of its {total} tensors "
+            f"matched ({len(unexpected)} unexpected keys, e.g. {unexpected[:3]})"
+        )
+    print(f"loaded pre-trained weights from {path}: {total - len(missing)}/{total} tensors, "
+          f"missing {len(missing)} {missing[:6]}, unexpected {len(unexpected)}", flush=True)
+
+
+# ----------------------------------------------------------------------------- datasets
+def splits(cfg_dataset: Mapping) -> tuple[str, str, str]:
+    """(train, val, test) split names; val selects the best epoch."""
+    train, val, test = DEFAULT_SPLITS.get(cfg_dataset.get("NAME"), ("train", "test", "test"))
+    return (cfg_dataset.get("train_split", train), cfg_dataset.get("val_split") or val,
+            cfg_dataset.get("test_split", test))
+
+
+def dataset_kwargs(cfg_dataset: Mapping) -> dict:
+    """The dataset section minus the engine's keys, with `root` resolved."""
+    out = {k: v for k, v in cfg_dataset.items() if k not in ENGINE_DATASET_KEYS}
+    if "root" in out:
+        out["root"] = str(resolve_path(out["root"]))
+    return out
+
+
+def eval_dataset_kwargs(kwargs: dict) -> dict:
+    """Evaluation splits sample points per index from a fixed seed when the dataset supports it
+    (ShapeNetPart's `sample_seed`), so metrics repeat exactly whatever the number of ranks."""
+    cls = DATASETS.get(kwargs.get("NAME"))
+    if cls is not None and "sample_seed" in inspect.signature(cls.__init__).parameters:
+        return {**kwargs, "sample_seed": kwargs.get("sample_seed") if kwargs.get("sample_seed") is not None else 0}
+    return kwargs
+
+
+def build_split(cfg_dataset: Mapping, split: str, train: bool = False):
+    """The dataset of one split: training transforms and random sampling when `train`, else the
+    evaluation sampling (the points a model is tested on, and what visualisation shows)."""
+    kwargs = dataset_kwargs(cfg_dataset)
+    return build_dataset(kwargs if train else eval_dataset_kwargs(kwargs), split)
+
+
+__all__ = ["DEFAULT_SPLITS", "ENGINE_DATASET_KEYS", "build_model_from_config", "build_model_with_adapters",
+           "build_split", "dataset_kwargs", "eval_dataset_kwargs", "load_backbone", "resolve_config", "splits"]

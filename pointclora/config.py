@@ -4,8 +4,9 @@ A config file may name one or several parents with `_base_` (a path or a list of
 relative to the including file); parents are merged left to right, then the file itself,
 recursively (dicts merge key by key, everything else is replaced). `--opts a.b=value`
 overrides are parsed as YAML values (`1e-4` is a float, `[1, 2]` a list, `null` None).
-The merged config is validated against `SCHEMA`: an unknown key or a wrong type is a
-`ConfigError` naming the dotted key and the file it came from.
+The merged config is validated against the schema `sections.build_schema()` derives from the
+typed sections and the constructors: an unknown key, a wrong type or a value out of range is a
+`ConfigError` naming the dotted key and the file (or `--opts`) it came from.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import yaml
+
+from .sections import OPTIONAL_SECTIONS, REQUIRED, Limits, build_schema
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 REPO_ROOT = CONFIG_DIR.parent
@@ -55,69 +58,6 @@ def _mapping_without_duplicates(loader: _Loader, node: yaml.MappingNode, deep: b
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_RE, list("-+0123456789."))
-
-# Schema: key -> type, tuple of types, or nested dict. `float` also accepts ints.
-_PATTERNS = (list, str, NoneType)
-_ADAPTER = {  # pointclora.adapters.AdapterConfig fields (it validates the values)
-    "method": str, "rank": (int, NoneType), "alpha": (int, float, NoneType), "num_bases": int,
-    "placement": (str, NoneType), "target_modules": _PATTERNS, "exclude_modules": _PATTERNS,
-    "trainable_modules": _PATTERNS, "sade_weight": Number, "dropout": Number, "scale": Number,
-    "coto": bool, "coto_p_start": Number, "coto_ramp_fraction": Number, "seed": int,
-    # DAPT / PointGST (pointclora.adapters.methods; their config classes validate the values)
-    "freeze_bn_stats": bool, "drop_adapter_rate": (int, float, NoneType), "class_token": (str, NoneType),
-    "prompt_token": (str, NoneType), "patch_token": (str, NoneType), "local": (int, NoneType),
-    "basis": (str, NoneType),
-    # IDPT (pointclora.adapters.idpt.IDPTConfig validates the values)
-    "prompt_layer": (int, NoneType), "prompt_module": (str, NoneType), "cls_type": (str, NoneType),
-    "prompt_k": (int, NoneType),
-}
-SCHEMA: dict = {
-    "model": {  # official Point-MAE keys; pointclora.models.build_model checks them per model NAME
-        "NAME": str, "trans_dim": int, "depth": int, "drop_path_rate": Number, "cls_dim": int,
-        "num_heads": int, "group_size": int, "num_group": int, "encoder_dims": int,
-        "fps_skip_near_origin": bool, "num_categories": int, "fetch_idx": (list, NoneType),
-        "mask_ratio": Number, "mask_type": str, "decoder_depth": int, "decoder_num_heads": int,
-        "loss": str,
-        # official keys of the method variants (PointTransformer_DAPT, PointTransformer_PGST)
-        "rank": int, "drop_adapter_rate": Number, "drop_rate": Number, "class_token": str,
-        "prompt_token": str, "patch_token": str, "local": int, "basis": str, "tsne": bool,
-        # official keys of the IDPT PointTransformer (their presence selects it), plus our prompt_k
-        "prompt_layer": int, "prompt_module": str, "cls_type": str, "prompt_k": int,
-    },
-    "adapter": _ADAPTER,
-    "dataset": {
-        "NAME": str, "root": str, "variant": str, "npoints": int, "use_normals": bool,
-        "train_transforms": (list, NoneType), "fps_pool": (int, NoneType), "format": str,
-        "cache_points": int, "sample_seed": (int, NoneType), "generate_demo": (str, NoneType),
-        "train_split": str, "val_split": (str, NoneType), "test_split": str,
-        "file_list": (str, NoneType),  # PointCloudFolder: names of a split's files
-        "on_bad_file": str,  # the engine's policy for a malformed data file: error (default) or skip
-        "way": int, "shot": int, "fold": int,  # ModelNetFewShot
-    },
-    "train": {
-        "epochs": int, "batch_size": int, "val_batch_size": int, "val_freq": int,
-        "grad_clip": (Number, NoneType), "amp": (bool, str), "num_workers": int,
-        "pin_memory": bool, "seed": int, "log_every": int,
-    },
-    "optimizer": {"type": str, "lr": Number, "weight_decay": Number, "betas": list, "eps": Number},
-    "scheduler": {"type": str, "warmup_epochs": int, "min_lr": Number, "warmup_lr": Number},
-    "output_dir": str,
-    "ckpts": (str, NoneType),
-}
-# value ranges: (minimum, inclusive); sizes must be positive, counts non-negative
-MINIMUM = {
-    **{f"model.{k}": (1, True) for k in ("trans_dim", "depth", "num_heads", "group_size", "num_group",
-                                          "encoder_dims", "cls_dim", "num_categories")},
-    **{f"train.{k}": (1, True) for k in ("epochs", "batch_size", "val_batch_size", "val_freq", "log_every")},
-    "train.num_workers": (0, True), "dataset.npoints": (1, True),
-    "dataset.way": (1, True), "dataset.shot": (1, True), "dataset.fold": (0, True), "model.drop_path_rate": (0, True),
-    "optimizer.lr": (0, False), "optimizer.weight_decay": (0, True), "scheduler.warmup_epochs": (0, True),
-    "scheduler.min_lr": (0, True), "scheduler.warmup_lr": (0, True),
-}
-CHOICES = {"dataset.on_bad_file": ("error", "skip")}
-OPTIONAL_SECTIONS = ("adapter",)  # `adapter: null` in a child config means full fine-tuning
-REQUIRED = ("model.NAME", "dataset.NAME", "train.epochs", "train.batch_size", "optimizer.lr")
-
 
 def resolve_config_path(name: str | os.PathLike) -> Path:
     """Returns the config file for `name`: the path itself when it exists, else configs/<name>.
@@ -244,16 +184,16 @@ def _type_name(expected) -> str:
     return " or ".join(names.get(t.__name__, t.__name__) for t in types)
 
 
-def _value_problem(dotted: str, value: Any) -> str | None:
+def _value_problem(dotted: str, value: Any, limits: Limits) -> str | None:
     """What is wrong with a well-typed value (None when nothing): ranges, NaN / inf, choices, betas."""
     if isinstance(value, float) and not math.isfinite(value):
         return f"must be a finite number, got {value!r}"
-    if dotted in MINIMUM and value is not None:
-        low, inclusive = MINIMUM[dotted]
+    if dotted in limits.minimum and value is not None:
+        low, inclusive = limits.minimum[dotted]
         if value < low or (value == low and not inclusive):
             return f"must be {'>=' if inclusive else '>'} {low}, got {value!r}"
-    if dotted in CHOICES and value not in CHOICES[dotted]:
-        return f"must be one of {list(CHOICES[dotted])}, got {value!r}"
+    if dotted in limits.choices and value not in limits.choices[dotted]:
+        return f"must be one of {list(limits.choices[dotted])}, got {value!r}"
     if dotted == "optimizer.betas":
         ok = len(value) == 2 and all(_type_ok(b, Number) and math.isfinite(b) and 0 <= b < 1 for b in value)
         if not ok:
@@ -261,10 +201,15 @@ def _value_problem(dotted: str, value: Any) -> str | None:
     return None
 
 
-def validate(cfg: Mapping, sources: Mapping | None = None, schema: Mapping = SCHEMA, prefix: str = "",
-             required: Iterable[str] = REQUIRED) -> None:
-    """Raises ConfigError for an unknown key, a wrong type or value, or a missing `required` key."""
-    sources = sources or {}
+def validate(cfg: Mapping, sources: Mapping | None = None, schema: Mapping | None = None, prefix: str = "",
+             required: Iterable[str] = REQUIRED, limits: Limits | None = None) -> None:
+    """Raises ConfigError for an unknown key, a wrong type or value, or a missing `required` key.
+
+    schema / limits: default `sections.build_schema()`, derived from the typed sections and the
+    registered model, dataset and adapter-method constructors."""
+    if schema is None:
+        schema, limits = build_schema()
+    sources, limits = sources or {}, limits or Limits()
     for key, value in cfg.items():
         dotted = f"{prefix}{key}"
         where = sources.get(dotted, "<command line or defaults>")
@@ -277,13 +222,13 @@ def validate(cfg: Mapping, sources: Mapping | None = None, schema: Mapping = SCH
                 continue
             if not isinstance(value, Mapping):
                 raise ConfigError(f"{where}: key '{dotted}' must be a mapping, got {type(value).__name__}")
-            validate(value, sources, expected, dotted + ".", ())
+            validate(value, sources, expected, dotted + ".", (), limits)
         elif not _type_ok(value, expected):
             raise ConfigError(
                 f"{where}: key '{dotted}' must be {_type_name(expected)}, got {type(value).__name__} {value!r}"
             )
-        elif _value_problem(dotted, value):
-            raise ConfigError(f"{where}: key '{dotted}' {_value_problem(dotted, value)}")
+        elif _value_problem(dotted, value, limits):
+            raise ConfigError(f"{where}: key '{dotted}' {_value_problem(dotted, value, limits)}")
     if not prefix:
         for key in required:
             if get_by_dotted(cfg, key) is None:

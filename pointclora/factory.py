@@ -17,9 +17,8 @@ from .adapters import AdapterConfig, apply_adapters
 from .config import load_config, parse_opts, resolve_path, set_by_dotted, validate
 from .datasets import DATASETS, build_dataset
 from .models import build_model, load_pretrained
+from .sections import ENGINE_DATASET_KEYS  # dataset keys the engine reads, not the constructor
 
-# dataset-section keys read by the engine, not passed to the dataset constructor
-ENGINE_DATASET_KEYS = ("train_split", "val_split", "test_split", "generate_demo", "on_bad_file")
 DEFAULT_SPLITS = {"ShapeNetPart": ("trainval", "test", "test")}  # Point-MAE part seg trains on trainval
 
 
@@ -39,15 +38,25 @@ def resolve_config(config: str | os.PathLike | Mapping, opts: Iterable[str] = ()
 
 def build_model_with_adapters(cfg: Mapping, ckpts: str | os.PathLike | None = None):
     """Builds cfg['model'], loads `ckpts` (when given) into the backbone, then applies cfg['adapter']
-    (which freezes all but the adapters and the trainable head). returns (model, AdapterConfig or None)."""
+    (which freezes all but the adapters and the trainable head, by default the model's HEAD_MODULES).
+    returns (model, AdapterConfig or None)."""
     model = build_model(cfg["model"])
     if ckpts:
         load_backbone(model, ckpts)
     adapter_cfg = None
     if cfg.get("adapter"):
-        adapter_cfg = AdapterConfig.from_dict(dict(cfg["adapter"]))
+        adapter_cfg = AdapterConfig.from_dict(adapter_section(cfg["adapter"], model))
         model = apply_adapters(model, adapter_cfg)
     return model, adapter_cfg
+
+
+def adapter_section(section: Mapping, model: nn.Module) -> dict:
+    """The adapter section with the model's own task head (its HEAD_MODULES) as the default
+    `trainable_modules`, so a config names no module of the model."""
+    out = dict(section)
+    if "trainable_modules" not in out and getattr(model, "HEAD_MODULES", ()):
+        out["trainable_modules"] = list(model.HEAD_MODULES)
+    return out
 
 
 def build_model_from_config(config: str | os.PathLike | Mapping, opts: Iterable[str] = ()) -> nn.Module:

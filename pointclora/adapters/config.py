@@ -12,7 +12,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 METHODS = ("lora", "clora", "none")
 PLACEMENTS = ("input", "weight")
@@ -91,9 +91,10 @@ class AdapterConfig:
     alpha: Optional[float] = None
     num_bases: int = 4
     placement: Optional[str] = None
-    target_modules: Optional[List[str]] = None
-    exclude_modules: List[str] = field(default_factory=list)
-    trainable_modules: List[str] = field(default_factory=lambda: list(DEFAULT_TRAINABLE))
+    # a pattern list; a single pattern string or null (no pattern) are accepted and normalised
+    target_modules: Union[List[str], str, None] = None
+    exclude_modules: Union[List[str], str, None] = field(default_factory=list)
+    trainable_modules: Union[List[str], str, None] = field(default_factory=lambda: list(DEFAULT_TRAINABLE))
     sade_weight: float = 0.1
     dropout: float = 0.0
     scale: float = 1.0

@@ -11,7 +11,6 @@ rank 0's masks with no communication (and no host sync) per optimizer step.
 from __future__ import annotations
 
 import math
-import re
 from typing import Any, Dict, List
 
 import torch
@@ -20,19 +19,18 @@ from torch import nn
 
 from .base import AdapterLayer
 
-_BLOCK = re.compile(r"^(.*?blocks\.\d+)\.")  # 'blocks.blocks.3.attn.qkv' -> 'blocks.blocks.3'
-
-
 def group_adapters_by_block(model: nn.Module) -> Dict[str, List[AdapterLayer]]:
-    """{block name: its adapter wrappers}; a wrapper outside any `blocks.<i>` is its own group.
+    """{block name: its adapter wrappers}, blocks as the model describes them
+    (`transformer_blocks()`); a wrapper outside every block is its own group.
 
     Besides the Linear wrappers, any module with ``supports_coto = True`` (PointGST's spectral
     adapter) is switched through its ``coto_active`` flag."""
+    blocks = [name for name, _ in model.transformer_blocks()] if hasattr(model, "transformer_blocks") else []
     groups: Dict[str, List[AdapterLayer]] = {}
     for name, module in model.named_modules():
         if isinstance(module, AdapterLayer) or getattr(module, "supports_coto", False):
-            match = _BLOCK.match(name)
-            groups.setdefault(match.group(1) if match else name, []).append(module)
+            block = next((b for b in blocks if name.startswith(b + ".")), name)
+            groups.setdefault(block, []).append(module)
     return groups
 
 

@@ -14,8 +14,8 @@ import os
 from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+import safetensors
+import safetensors.torch
 from torch import nn
 
 from ..io import atomic_path
@@ -228,14 +228,14 @@ def save_adapter(model: nn.Module, path: str) -> None:
         raise RuntimeError("adapters are merged: unmerge_adapters(model) before save_adapter")
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in adapter_state_dict(model).items()}
     with atomic_path(path) as tmp:  # a crash never leaves a truncated adapter file
-        save_file(tensors, str(tmp), metadata={_METADATA_KEY: get_adapter_config(model).to_json(), "format": "pt"})
+        safetensors.torch.save_file(tensors, str(tmp), metadata={_METADATA_KEY: get_adapter_config(model).to_json(), "format": "pt"})
 
 
 def read_adapter_config(path: str):
     """The AdapterConfig stored in an adapter file."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"adapter file not found: {path}")
-    with safe_open(path, framework="pt") as f:
+    with safetensors.safe_open(path, framework="pt") as f:
         metadata = f.metadata() or {}
     if _METADATA_KEY not in metadata:
         raise ValueError(f"{path} is not a pointclora adapter file (no {_METADATA_KEY!r} metadata)")
@@ -254,7 +254,7 @@ def load_adapter(model: nn.Module, path: str) -> nn.Module:
         _check_same_structure(config, stored, path)
     if any(m.merged for _, m in adapter_layers(model)):
         raise RuntimeError("adapters are merged: unmerge_adapters(model) before load_adapter")
-    tensors = load_file(path)
+    tensors = safetensors.torch.load_file(path)
     expected = adapter_state_dict(model)
     _check_fits(expected, tensors, path)
     with torch.no_grad():

@@ -10,6 +10,7 @@ from typing import Mapping
 import torch
 
 from ..datasets.transforms import ScaleTranslate
+from ..models import model_class
 from .metrics import ClassificationMeter, PartSegMeter, part_mask, part_ranges, restrict_to_parts
 
 
@@ -97,20 +98,21 @@ class PartSegTask(ClassificationTask):
 
 
 def build_task(cfg_model: Mapping, dataset) -> ClassificationTask:
-    """Part segmentation when the model NAME ends in 'PartSeg', else classification.
+    """The task the model says it is for (its class's TASK): part segmentation or classification.
 
     Checks that the model's output size matches the dataset (ValueError naming model.cls_dim).
     """
     name = str(cfg_model.get("NAME", ""))
+    part_seg = model_class(cfg_model).TASK == "part_segmentation"
     kind = type(getattr(dataset, "dataset", dataset)).__name__  # the loader class behind a SkipBadFiles
     if not getattr(dataset, "labelled", True):
         raise ValueError(f"dataset.NAME={kind} has no labels, but model.NAME={name!r} is trained on labels "
                          "('label' per shape or 'seg' per point); pre-train on it with tools/pretrain.py, "
                          "or fine-tune on a labelled dataset (ScanObjectNN, ModelNet40, ShapeNetPart)")
-    if name.endswith("PartSeg") and getattr(dataset, "seg_classes", None) is None:
+    if part_seg and getattr(dataset, "seg_classes", None) is None:
         raise ValueError(f"model.NAME={name!r} needs per-point part labels, but dataset.NAME={kind} has none "
                          "(use ShapeNetPart)")
-    if name.endswith("PartSeg"):
+    if part_seg:
         num_parts = int(getattr(dataset, "NUM_PARTS", cfg_model.get("cls_dim", 50)))
         if "cls_dim" in cfg_model and int(cfg_model["cls_dim"]) != num_parts:
             raise ValueError(f"model.cls_dim={cfg_model['cls_dim']} but the dataset has {num_parts} part classes")

@@ -1,6 +1,6 @@
 """Point-cloud transformer backbones (Point-MAE, Point-BERT), method variants (DAPT, PointGST, IDPT), heads,
 pre-training model, checkpoints."""
-from .build import MODELS, build_model, config_keys, register_model
+from .build import MODELS, build_model, config_keys, model_class, register_model
 from .dapt import PointMAEDAPT
 from .pointgst import PointMAEPGST
 from .checkpoint import load_pretrained, remap_state_dict, read_checkpoint
@@ -14,7 +14,7 @@ from .point_mae import PointMAE
 from .point_mae_pretrain import PointMAEPretrain
 
 __all__ = [
-    "MODELS", "build_model", "config_keys", "register_model",
+    "MODELS", "build_model", "config_keys", "model_class", "register_model",
     "load_pretrained", "remap_state_dict", "read_checkpoint",
     "Group", "Encoder", "Attention", "Block", "DropPath", "Mlp", "TransformerDecoder", "TransformerEncoder",
     "PointMAE", "PointBERT", "PointMAEPartSeg", "PointMAEPretrain", "PointMAEDAPT", "PointMAEPGST", "PointMAEIDPT",

@@ -1,18 +1,38 @@
-"""Behaviour shared by every pointclora model: weight-decay groups and frozen BatchNorm.
+"""Behaviour shared by every pointclora model: what it says about itself, weight-decay groups and
+frozen BatchNorm.
+
+A model describes itself (timm's ``get_classifier`` / ``group_matcher`` idea), so that no code
+outside ``models`` names its modules: ``TASK`` (what the engine trains it for), ``HEAD_MODULES``
+(the task head, trained with the adapters: the default ``adapter.trainable_modules``),
+``BLOCKS`` (where its transformer blocks are: CoTo's groups) and ``REGIONS`` (its first-level
+modules by profiler category).
 
 Frozen parts must stay frozen: when the parameters of a BatchNorm layer are all frozen (adapter
 tuning freezes the backbone), its running statistics are frozen too. The public PEFT forks keep
 updating them because the whole model stays in train mode; here ``train()`` puts such layers back
 into eval mode, so the statistics a checkpoint was trained with are the ones used.
 """
-from typing import List, Set
+from typing import Dict, List, Set, Tuple
 
 from torch import nn
+
+TASKS = ("classification", "part_segmentation", "pretrain")
 
 
 class FrozenBNMixin:
     """Mixin for ``nn.Module`` models: ``no_weight_decay``, ``frozen_bn_modules``,
-    ``freeze_backbone_bn`` and a ``train`` that keeps frozen BatchNorm layers in eval mode."""
+    ``freeze_backbone_bn`` and a ``train`` that keeps frozen BatchNorm layers in eval mode, plus the
+    model's description (class attributes, overridden per model)."""
+
+    TASK: str = "classification"  # one of TASKS
+    HEAD_MODULES: Tuple[str, ...] = ()  # module / parameter names of the task head
+    BLOCKS: Tuple[str, ...] = ("blocks.blocks",)  # ModuleLists holding the transformer blocks, in order
+    REGIONS: Dict[str, str] = {}  # first-level module name -> profiler category (pointclora.profiler.CATEGORIES)
+
+    def transformer_blocks(self) -> List[Tuple[str, nn.Module]]:
+        """(dotted name, module) of every transformer block, in forward order."""
+        return [(f"{prefix}.{i}", block) for prefix in self.BLOCKS
+                for i, block in enumerate(self.get_submodule(prefix))]
 
     def no_weight_decay(self) -> Set[str]:
         """Names of parameters the official recipe trains without weight decay: biases and every

@@ -84,12 +84,8 @@ def config_keys(cls: Callable[..., nn.Module]):
     return [p.name for p in kw if p.default is p.empty], [p.name for p in kw if p.default is not p.empty]
 
 
-def build_model(cfg: Mapping) -> nn.Module:
-    """Build a model from a config mapping: ``NAME`` plus the model's keys (official names:
-    trans_dim, depth, drop_path_rate, cls_dim, num_heads, group_size, num_group, encoder_dims, ...).
-
-    Unknown NAME -> KeyError listing the known names; missing or unknown keys -> KeyError naming them.
-    """
+def _lookup(cfg: Mapping):
+    """-> (registry name, class, flat keyword arguments) of a model config."""
     if not isinstance(cfg, Mapping):
         raise TypeError(f"model config must be a mapping with a NAME key, got {type(cfg).__name__}")
     flat = _flatten(cfg)
@@ -99,7 +95,22 @@ def build_model(cfg: Mapping) -> nn.Module:
     if name not in MODELS:
         raise KeyError(f"unknown model NAME {name!r}; known names: {sorted(MODELS)} "
                        f"(aliases: 'PointTransformer', 'Point_MAE', {', '.join(repr(k) for k in OFFICIAL_NAMES)})")
-    cls = MODELS[name]
+    return name, MODELS[name], flat
+
+
+def model_class(cfg: Mapping) -> type:
+    """The class a model config builds (aliases resolved): its description (TASK, HEAD_MODULES, ...)
+    without building it."""
+    return _lookup(cfg)[1]
+
+
+def build_model(cfg: Mapping) -> nn.Module:
+    """Build a model from a config mapping: ``NAME`` plus the model's keys (official names:
+    trans_dim, depth, drop_path_rate, cls_dim, num_heads, group_size, num_group, encoder_dims, ...).
+
+    Unknown NAME -> KeyError listing the known names; missing or unknown keys -> KeyError naming them.
+    """
+    name, cls, flat = _lookup(cfg)
     required, optional = config_keys(cls)
     missing = [k for k in required if k not in flat]
     extra = sorted(k for k in flat if k not in required and k not in optional)

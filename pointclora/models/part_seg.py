@@ -18,7 +18,7 @@ from .base import FrozenBNMixin
 from .grouping import Group
 from .layers import TransformerEncoder, drop_path_schedule, trunc_normal_init_weights
 from .patch_embed import Encoder
-from .point_mae import positional_mlp
+from .point_mae import STEM_REGIONS, positional_mlp
 
 PROPAGATION_DIM = 1024  # official propagation_0 output width (mlp=[4C, 1024])
 
@@ -59,6 +59,10 @@ def default_fetch_idx(depth: int) -> list:
 
 class PointMAEPartSeg(FrozenBNMixin, nn.Module):
     """Point-MAE part segmentation: ``forward(points, category) -> logits (B, N, cls_dim)``."""
+
+    TASK = "part_segmentation"
+    HEAD_MODULES = ("label_conv", "propagation_0", "convs1", "convs2", "convs3", "bns1", "bns2")
+    REGIONS = {**STEM_REGIONS, **{name: "head" for name in HEAD_MODULES + ("dp1", "relu")}}
 
     def __init__(
         self,

@@ -13,6 +13,9 @@ from .grouping import Group
 from .layers import TransformerEncoder, drop_path_schedule, trunc_normal_init_weights
 from .patch_embed import Encoder
 
+STEM_REGIONS = {"group_divider": "patch encoder", "encoder": "patch encoder", "pos_embed": "positional embedding",
+               "blocks": "transformer blocks", "norm": "transformer blocks"}  # the patch stem, built alike in every model
+
 
 def positional_mlp(trans_dim: int) -> nn.Sequential:
     """Centre coordinates (.., 3) -> positional embedding (.., trans_dim): Linear-GELU-Linear."""
@@ -21,6 +24,10 @@ def positional_mlp(trans_dim: int) -> nn.Sequential:
 
 class PointMAE(FrozenBNMixin, nn.Module):
     """Point-MAE transformer with the official fine-tuning head (``cls_head_finetune``)."""
+
+    TASK = "classification"
+    HEAD_MODULES = ("cls_head_finetune", "cls_token", "cls_pos")  # what Point-MAE fine-tuning trains besides
+    REGIONS = {**STEM_REGIONS, "reduce_dim": "patch encoder", "cls_head_finetune": "head"}
 
     def __init__(
         self,

@@ -87,6 +87,9 @@ class Reconstruction(NamedTuple):
 class PointMAEPretrain(FrozenBNMixin, nn.Module):
     """Masked point-patch autoencoder; ``forward(points) -> loss`` (Chamfer on masked patches)."""
 
+    TASK = "pretrain"
+    BLOCKS = ("MAE_encoder.blocks.blocks", "MAE_decoder.blocks")
+
     def __init__(
         self,
         *,

@@ -24,7 +24,8 @@ from .conventions import THOP_KINDS, build_formulas
 CATEGORIES = ("patch encoder", "positional embedding", "transformer blocks", "attention matmuls",
               "head", "adapters", "other")
 
-# First attribute name under the model -> category (Point-MAE / Point-BERT / part-seg naming).
+# First attribute name under the model -> category, for a model that does not describe its own
+# (`REGIONS` of pointclora's models): the common Point-MAE / Point-BERT / part-seg naming.
 REGION_OF_CHILD = {
     "group_divider": "patch encoder", "grouper": "patch encoder", "encoder": "patch encoder",
     "patch_embed": "patch encoder", "reduce_dim": "patch encoder", "tokenizer": "patch encoder",
@@ -85,6 +86,7 @@ class _ModuleStack:
     """Forward hooks on every submodule keep the stack of (name, module) running now."""
 
     def __init__(self, model: nn.Module):
+        self.regions = getattr(model, "REGIONS", None) or REGION_OF_CHILD
         self.stack: List[Tuple[str, nn.Module]] = []
         self.handles = []
         for name, module in model.named_modules():
@@ -120,8 +122,8 @@ class _ModuleStack:
         if not names:
             return "other"
         top = names[0].split(".")[0]
-        if top in REGION_OF_CHILD:
-            return REGION_OF_CHILD[top]
+        if top in self.regions:
+            return self.regions[top]
         for key, cat in (("head", "head"), ("propagation", "head"), ("block", "transformer blocks"),
                          ("embed", "patch encoder"), ("encoder", "patch encoder")):
             if key in top:

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from ..adapters import count_parameters
 from ..config import resolve_path
-from ..datasets.demo import SHAPENET_FOLDER, make_demo_data
+from ..datasets import demo as demo_data
 from ..factory import build_model_with_adapters, build_split, load_backbone, splits  # noqa: F401 (engine's names)
 from .data_errors import SkipBadFiles
 from .distributed import DistInfo, ShardSampler, barrier, train_sampler
@@ -39,7 +39,7 @@ def seed_worker(worker_id: int) -> None:
 def _demo_roots(demo: Path, name: str) -> list[Path]:
     """The dataset roots that make_demo_data(demo) fills for dataset `name`."""
     folder = {"ScanObjectNN": "ScanObjectNN", "ModelNet40": "modelnet40_normal_resampled",
-              "ShapeNetPart": SHAPENET_FOLDER}.get(name)
+              "ShapeNetPart": demo_data.SHAPENET_FOLDER}.get(name)
     return [demo, demo / folder] if folder else []
 
 
@@ -58,7 +58,7 @@ def _generate_demo(cfg_dataset: Mapping, info: DistInfo) -> None:
             " (is dataset.root misspelt?)")
     if info.is_main:
         print(f"dataset not found: generating the demo data under {root} (seed 0) ...", flush=True)
-        make_demo_data(str(root), seed=0)
+        demo_data.make_demo_data(str(root), seed=0)
     barrier()
 
 

@@ -24,7 +24,8 @@ import torch
 
 from ..datasets.common import pc_normalize
 from ..datasets.pointcloud_folder import read_points
-from . import builders as B
+from ..config import resolve_path
+from ..factory import build_model_with_adapters, dataset_kwargs, splits
 from .checkpoint import REQUIRED_KEYS, load_model_state
 from .distributed import DistInfo
 from .tasks import build_task
@@ -47,7 +48,7 @@ def training_checkpoint(paths: Sequence[str]) -> Optional[dict]:
     found = []
     for p in paths:
         if Path(p).suffix != ".safetensors":
-            obj = _read_pth(B.resolve_path(p))
+            obj = _read_pth(resolve_path(p))
             if isinstance(obj, dict) and all(k in obj for k in REQUIRED_KEYS):
                 found.append(obj)
     if found and len(paths) > 1:
@@ -61,18 +62,18 @@ def load_model(cfg: Mapping, paths: Sequence[str], train_ckpt: Optional[dict]) -
     from ..models import build_model, load_pretrained
 
     if train_ckpt is not None:
-        model, _ = B.build_model_with_adapters(cfg, None)
+        model, _ = build_model_with_adapters(cfg, None)
         load_model_state(model, train_ckpt["model"], paths[0])
         return model.eval()
-    adapters = [B.resolve_path(p) for p in paths if Path(p).suffix == ".safetensors"]
-    weights = [B.resolve_path(p) for p in paths if Path(p).suffix != ".safetensors"]
+    adapters = [resolve_path(p) for p in paths if Path(p).suffix == ".safetensors"]
+    weights = [resolve_path(p) for p in paths if Path(p).suffix != ".safetensors"]
     if len(adapters) > 1:
         raise ValueError(f"--ckpts: one adapter file at a time, got {len(adapters)}")
     if adapters and not weights:
         if not cfg.get("ckpts"):
             raise ValueError(f"--ckpts: adapter file {adapters[0]} needs the backbone it was trained on: pass "
                              "--ckpts backbone.pth adapter.safetensors (or set ckpts: in the config)")
-        weights = [B.resolve_path(cfg["ckpts"])]
+        weights = [resolve_path(cfg["ckpts"])]
     model = build_model(cfg["model"])
     missing = set(model.state_dict())
     for path in weights:
@@ -142,8 +143,8 @@ def class_names(cfg: Mapping, num_classes: int) -> List[str]:
 
     names = None
     try:
-        _, _, test_split = B.splits(cfg["dataset"])
-        names = list(build_dataset(B.dataset_kwargs(cfg["dataset"]), test_split).classes)
+        _, _, test_split = splits(cfg["dataset"])
+        names = list(build_dataset(dataset_kwargs(cfg["dataset"]), test_split).classes)
     except (FileNotFoundError, ValueError, KeyError, TypeError, AttributeError):
         cls = DATASETS.get(cfg["dataset"].get("NAME"))
         names = list(getattr(cls, "classes", None) or [])

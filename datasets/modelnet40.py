@@ -28,7 +28,8 @@ from tqdm import tqdm
 import cuda_ext
 
 from .common import (
-    PathLike, check_choice, check_finite, check_labels, check_positive, malformed, missing, pc_normalize, read_lines,
+    PathLike, check_choice, check_finite, check_labels, check_positive, hint, malformed, missing, pc_normalize,
+    read_lines,
 )  # fmt: skip
 from .pointcloud_io import atomic_pickle_dump, read_h5_arrays, read_text_points, safe_pickle_load
 from .transforms import apply_transform
@@ -131,6 +132,11 @@ class ModelNet40(Dataset):
             self.files.append(self.dir / cls / f"{shape_id}.txt")
             labels.append(index[cls])
         self.labels = np.asarray(labels, dtype=np.int64)
+        if self.format == "txt":  # a listed shape that is missing stops before training, not mid-epoch
+            absent = [f for f in self.files if not f.is_file()]
+            if absent:
+                raise FileNotFoundError(f"{absent[0]}: point file not found; {len(absent)} of the {len(self.files)} "
+                                        f"shapes listed in {split_file} are missing.{hint(NAME)}")
 
     # ------------------------------------------------------------------ dat cache
     def _load_dat(self) -> None:

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .common import PathLike, check_positive, pc_normalize
+from .common import DataError, PathLike, check_positive, pc_normalize
+from .pointcloud_io import parse_table
 from .transforms import apply_transform
 
 SUFFIXES = (".npy", ".txt", ".ply", ".pcd")
@@ -43,14 +44,22 @@ def read_npy(path: PathLike) -> np.ndarray:
 
 
 def read_txt(path: PathLike, dtype=np.float32) -> np.ndarray:
-    """A point table, rows 'x y z ...' (space separated) or 'x,y,z,...' -> (N, C)."""
-    with open(path) as f:
-        first = f.readline()
-    try:
-        return np.loadtxt(path, delimiter="," if "," in first else None, dtype=dtype, ndmin=2)
-    except ValueError as err:
-        raise ValueError(f"{path}: cannot parse as a numeric point table, rows 'x y z ...' or 'x,y,z,...' "
-                         f"({err})") from None
+    """A point table, rows 'x y z ...' (space separated) or 'x,y,z,...' -> (N, C); a bad row raises
+    DataError naming the file and its 1-based line."""
+    path = Path(path)
+    lines = path.read_text().splitlines()
+    first = next((ln for ln in lines if ln.strip()), "")
+    return parse_table(lines, path, "," if "," in first else None).astype(dtype)
+
+
+def _read_records(f, dtype: np.dtype, count: int, path: Path, kind: str) -> np.ndarray:
+    """`count` binary records of `dtype` from `f`; a short file raises DataError saying how short."""
+    buf = f.read(dtype.itemsize * count)
+    found = len(buf) // dtype.itemsize
+    if found != count:
+        raise DataError(f"{path}: truncated {kind}, expected {count} points ({dtype.itemsize * count} bytes), "
+                        f"found {found} complete points ({len(buf)} bytes)", path)
+    return np.frombuffer(buf, dtype=dtype)
 
 
 def _header(f, path: Path, end: bytes, limit: int = 200) -> List[str]:
@@ -92,7 +101,9 @@ def _read_ply(path: Path) -> np.ndarray:
     with open(path, "rb") as f:
         if f.readline().strip() != b"ply":
             raise ValueError(f"{path}: not a PLY file (first line is not 'ply')")
-        fmt, elements = _ply_layout(_header(f, path, b"end_header"), path)
+        header = _header(f, path, b"end_header")
+        header_lines = len(header) + 1  # the 'ply' line and the header lines
+        fmt, elements = _ply_layout(header, path)
         names = [e[0] for e in elements]
         if "vertex" not in names:
             raise ValueError(f"{path}: PLY has no 'vertex' element (elements: {names})")
@@ -104,17 +115,18 @@ def _read_ply(path: Path) -> np.ndarray:
             raise ValueError(f"{path}: PLY 'vertex' element lacks properties {missing}")
         if fmt == "ascii":
             skip = sum(e[1] for e in elements[: names.index("vertex")])
-            rows = [f.readline() for _ in range(skip + count)][skip:]
-            table = np.loadtxt(rows, dtype=np.float64, ndmin=2)
+            rows = [f.readline().decode("ascii", "replace") for _ in range(skip + count)][skip:]
+            if sum(1 for r in rows if r.strip()) < count:
+                raise DataError(f"{path}: truncated PLY, expected {count} vertex rows, found "
+                                f"{sum(1 for r in rows if r.strip())}", path)
+            table = parse_table(rows, path, None, len(props), first_line=header_lines + 1 + skip)
             cols = [[n for n, _ in props].index(c) for c in "xyz"]
             return table[:, cols].astype(np.float32)
         if names.index("vertex") != 0:
             raise ValueError(f"{path}: binary PLY must store the 'vertex' element first")
         order = "<" if fmt == "binary_little_endian" else ">"
         dtype = np.dtype([(n, order + t) for n, t in props])
-        data = np.frombuffer(f.read(dtype.itemsize * count), dtype=dtype)
-    if len(data) != count:
-        raise ValueError(f"{path}: truncated PLY, expected {count} vertices, found {len(data)}")
+        data = _read_records(f, dtype, count, path, "PLY")
     return np.stack([data[c] for c in "xyz"], axis=1).astype(np.float32)
 
 
@@ -141,14 +153,13 @@ def _read_pcd(path: Path) -> np.ndarray:
         if any(c not in fields["FIELDS"] for c in "xyz"):
             raise ValueError(f"{path}: PCD FIELDS {fields['FIELDS']} lack x, y or z")
         dtype, count, kind = _pcd_dtype(fields, path), int(fields["POINTS"][0]), fields["DATA"][0]
-        if kind == "ascii":
-            table = np.loadtxt(f.read().decode("ascii").splitlines(), dtype=np.float64, ndmin=2)
+        if kind == "ascii":  # NaN marks a point without a return: allowed here, dropped below
+            rows = f.read().decode("ascii", "replace").splitlines()
+            table = parse_table(rows, path, None, len(fields["FIELDS"]), first_line=len(lines) + 1, finite=False)
             cols = [fields["FIELDS"].index(c) for c in "xyz"]  # ascii: COUNT 1 for x, y, z assumed
             xyz = table[:, cols]
         elif kind == "binary":
-            data = np.frombuffer(f.read(dtype.itemsize * count), dtype=dtype)
-            if len(data) != count:
-                raise ValueError(f"{path}: truncated PCD, expected {count} points, found {len(data)}")
+            data = _read_records(f, dtype, count, path, "PCD")
             xyz = np.stack([data[c] for c in "xyz"], axis=1)
         else:
             raise ValueError(f"{path}: PCD DATA {kind!r} is not supported (ascii or binary; "
@@ -167,13 +178,20 @@ def read_points(path: PathLike) -> np.ndarray:
         raise FileNotFoundError(f"point file not found: {path}")
     reader = READERS.get(path.suffix.lower())
     if reader is None:
-        raise ValueError(f"{path}: unknown point file suffix; expected one of {SUFFIXES}")
-    data = reader(path)
+        raise DataError(f"{path}: unknown point file suffix; expected one of {SUFFIXES}", path)
+    try:
+        data = reader(path)
+    except DataError:
+        raise
+    except (ValueError, IndexError, UnicodeDecodeError, EOFError, OSError) as err:  # a corrupt file, named
+        msg = str(err) if str(err).startswith(str(path)) else f"{path}: unreadable point file ({err})"
+        raise DataError(msg, path) from None
     if data.ndim != 2 or data.shape[1] < 3 or data.shape[0] == 0:
-        raise ValueError(f"{path}: expected a non-empty (N, C>=3) point array, got shape {data.shape}")
+        raise DataError(f"{path}: expected a non-empty (N, C>=3) point array, got shape {data.shape}", path)
     xyz = np.ascontiguousarray(data[:, :3], dtype=np.float32)
     if not np.isfinite(xyz).all():
-        raise ValueError(f"{path}: point coordinates contain NaN or inf")
+        row = int(np.argmin(np.isfinite(xyz).all(axis=1)))
+        raise DataError(f"{path}: point {row + 1} has a NaN or inf coordinate {xyz[row].tolist()}", path)
     return xyz
 
 

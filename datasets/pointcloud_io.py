@@ -14,29 +14,69 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 
 from ..io import atomic_path, atomic_write_text
-from .common import PathLike, check_finite, hint, malformed, require_file
+from .common import DataError, PathLike, hint, malformed, require_file
+
+
+def _first_bad_row(lines: Sequence[str], delimiter: Optional[str], columns: Optional[int], first_line: int):
+    """(1-based line number, what is wrong) of the first row that is not `columns` numbers, or None."""
+    for number, line in enumerate(lines, first_line):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        tokens = [t for t in (text.split(delimiter) if delimiter else text.split())]
+        if columns is None:
+            columns = len(tokens)
+        if len(tokens) != columns:
+            return number, f"expected {columns} values, found {len(tokens)} ('{text[:60]}')"
+        for token in tokens:
+            try:
+                float(token)
+            except ValueError:
+                return number, f"'{token.strip()[:20]}' is not a number ('{text[:60]}')"
+    return None
+
+
+def parse_table(lines: Sequence[str], path: PathLike, delimiter: Optional[str] = None, columns: Optional[int] = None,
+                first_line: int = 1, dataset: Optional[str] = None, finite: bool = True) -> np.ndarray:
+    """Rows of numbers -> (N, C) float64; a bad row raises DataError naming the file and its 1-based line.
+
+    lines: the file's lines from line `first_line` on (blank and '#' lines are skipped); columns:
+    the expected count (None: that of the first row); NaN / inf values are an error unless finite=False."""
+    def fail(what: str):
+        return malformed(path, what, dataset) if dataset else DataError(f"{path}: {what}", path)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": reported below
+            data = np.loadtxt(lines, delimiter=delimiter, dtype=np.float64, ndmin=2)
+    except ValueError:  # non-numeric token or ragged rows: find which
+        bad = _first_bad_row(lines, delimiter, columns, first_line)
+        raise fail(f"row {bad[0]}: {bad[1]}" if bad else "not a numeric table") from None
+    if data.shape[0] == 0:
+        raise fail("empty point file (no rows)")
+    if columns is not None and data.shape[1] != columns:
+        raise fail(f"expected {columns} values per row, found {data.shape[1]} (row {first_line})")
+    ok = np.isfinite(data).all(axis=1)
+    if finite and not ok.all():
+        numbers = [n for n, line in enumerate(lines, first_line) if line.strip() and not line.strip().startswith("#")]
+        row = int(np.argmin(ok))
+        raise fail(f"row {numbers[row] if row < len(numbers) else row + first_line}: non-finite value "
+                   f"(NaN/inf) {data[row].tolist()}")
+    return data
 
 
 def read_text_points(path: PathLike, columns: int, delimiter: Optional[str], dataset: str) -> np.ndarray:
     """Read a text point file -> (N, columns) float32.
 
     delimiter: ',' for ModelNet40, None (whitespace) for ShapeNetPart. Raises
-    FileNotFoundError for a missing file and ValueError naming the file for a
-    non-numeric row, a wrong column count, an empty file or NaN/inf values.
-    """
+    FileNotFoundError for a missing file and DataError (a ValueError) naming the file and the
+    1-based row for a non-numeric or short row, a wrong column count, an empty file or NaN/inf."""
     path = require_file(Path(path), "point file", dataset)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": reported below
-            data = np.loadtxt(path, delimiter=delimiter, dtype=np.float32, ndmin=2)
-    except ValueError as err:  # non-numeric token or ragged rows
-        raise malformed(path, f"not a numeric table of {columns} columns ({err})", dataset) from None
-    if data.shape[0] == 0:
-        raise malformed(path, "empty point file", dataset)
-    if data.shape[1] != columns:
-        raise malformed(path, f"expected {columns} columns per row, found {data.shape[1]}", dataset)
-    check_finite(data, path, dataset)
-    return data
+        lines = path.read_text().splitlines()
+    except UnicodeDecodeError as err:
+        raise malformed(path, f"not a text point file ({err})", dataset) from None
+    return parse_table(lines, path, delimiter, columns, dataset=dataset).astype(np.float32)
 
 
 def format_rows(data: np.ndarray, fmt: str, delimiter: str) -> str:

@@ -137,9 +137,11 @@ class ShapeNetPart(Dataset):
             data = read_text_points(path, 7, None, NAME)
             seg = data[:, 6]
             parts = SEG_CLASSES[category]
-            if not np.all(seg == np.round(seg)) or seg.min() < parts[0] or seg.max() > parts[-1]:
-                raise malformed(path, f"part ids must be integers in {parts} for {category}, found "
-                                      f"[{seg.min()}, {seg.max()}]", NAME)  # fmt: skip
+            bad = (seg != np.round(seg)) | (seg < parts[0]) | (seg > parts[-1])
+            if bad.any():
+                row = int(np.argmax(bad))
+                raise malformed(path, f"row {row + 1}: part id {seg[row]:g}; part ids must be integers in {parts} "
+                                      f"for {category}, found [{seg.min()}, {seg.max()}]", NAME)  # fmt: skip
             points = data[:, :6].copy()
             points[:, :3] = pc_normalize(points[:, :3])
             self._memo[index] = (points, seg.astype(np.int64))

@@ -1,0 +1,119 @@
+"""Bad data files name the file, what is wrong and the 1-based row (issue 16), as a DataError
+(a ValueError) that the engine turns into one line and exit status 2."""
+import numpy as np
+import pytest
+
+from pointclora.datasets.common import DataError
+from pointclora.datasets.modelnet40 import ModelNet40
+from pointclora.datasets.pointcloud_folder import read_points
+from pointclora.datasets.shapenetpart import ShapeNetPart
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    from pointclora.datasets.demo import make_demo_data
+
+    root = tmp_path_factory.mktemp("demo")
+    make_demo_data(root, seed=0, train_per_class=1, test_per_class=1, val_per_class=1, npoints=32,
+                   datasets=("ModelNet40", "ShapeNetPart"))
+    return root
+
+
+def _copy(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+GOOD6 = "0.1,0.2,0.3,0,0,1\n"
+
+
+@pytest.mark.parametrize("text, match", [
+    (GOOD6 * 2 + "0.1,0.2\n" + GOOD6 * 20, r"row 3: expected 6 values, found 2 \('0.1,0.2'\)"),
+    (GOOD6 * 4 + "0.1,x,0.3,0,0,1\n" + GOOD6 * 20, r"row 5: 'x' is not a number"),
+    (GOOD6 * 6 + "nan,0.2,0.3,0,0,1\n" + GOOD6 * 20, r"row 7: non-finite value"),
+    ("", r"empty point file"),
+])
+def test_modelnet40_text_rows(demo, tmp_path, text, match):
+    folder = _copy(demo / "modelnet40_normal_resampled", tmp_path / "modelnet40_normal_resampled")
+    first = (folder / "modelnet40_train.txt").read_text().split()[0]
+    victim = folder / first.rsplit("_", 1)[0] / f"{first}.txt"
+    victim.write_text(text)
+    ds = ModelNet40(tmp_path, "train", npoints=8, format="txt")
+    with pytest.raises(DataError, match=match) as info:
+        ds[0]
+    assert str(info.value).startswith(str(victim)) and info.value.path == str(victim)
+
+
+def test_modelnet40_listed_but_missing_shape_stops_at_construction(demo, tmp_path):
+    folder = _copy(demo / "modelnet40_normal_resampled", tmp_path / "modelnet40_normal_resampled")
+    names = (folder / "modelnet40_train.txt").read_text().split()
+    victim = folder / names[-1].rsplit("_", 1)[0] / f"{names[-1]}.txt"
+    victim.unlink()
+    with pytest.raises(FileNotFoundError, match=f"1 of the {len(names)} shapes listed in .*modelnet40_train.txt"):
+        ModelNet40(tmp_path, "train", npoints=8, format="txt")
+
+
+@pytest.mark.parametrize("bad, match", [
+    ("0 0 0 0 0 1", r"row 2: expected 7 values, found 6"),
+    ("0 0 0 0 0 1 99", r"row 2: part id 99"),
+])
+def test_shapenetpart_bad_line(demo, tmp_path, bad, match):
+    from pointclora.datasets.shapenetpart import FOLDER
+
+    folder = _copy(demo / FOLDER, tmp_path / FOLDER)
+    ds = ShapeNetPart(tmp_path, "train", npoints=16)
+    category, victim = ds.datapath[0]
+    lines = victim.read_text().splitlines()
+    lines[1] = bad
+    victim.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=match) as info:
+        ds[0]
+    assert str(victim) in str(info.value) and folder.exists()
+
+
+PLY_ASCII = "ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\nproperty float z\nend_header\n"
+PLY_BIN = ("ply\nformat binary_little_endian 1.0\nelement vertex 4\nproperty float x\nproperty float y\n"
+           "property float z\nend_header\n")
+PCD_HEAD = "VERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 4\nHEIGHT 1\nPOINTS 4\nDATA {}\n"
+
+
+@pytest.mark.parametrize("name, payload, match", [
+    ("a.ply", (PLY_ASCII + "0 0 0\n1 1 1\n2 2\n").encode(), r"row 10: expected 3 values, found 2"),
+    ("b.ply", PLY_BIN.encode() + np.zeros(10, "<f4").tobytes() + b"\x00\x00", r"truncated PLY, expected 4 points"),
+    ("c.pcd", PCD_HEAD.format("binary").encode() + np.zeros(7, "<f4").tobytes() + b"\x00",
+     r"truncated PCD, expected 4 points"),
+    ("d.pcd", (PCD_HEAD.format("ascii") + "0 0 0\n1 1 1\n1 x 1\n2 2 2\n").encode(), r"row 12: 'x' is not a number"),
+    ("e.txt", b"0 0 0\n1 1\n", r"row 2: expected 3 values, found 2"),
+    ("f.npy", b"\x93NUMPY garbage", r"not a plain numeric .npy array"),
+])
+def test_point_folder_parsers_name_the_file_and_row(tmp_path, name, payload, match):
+    path = tmp_path / name
+    path.write_bytes(payload)
+    with pytest.raises(DataError, match=match) as info:
+        read_points(path)
+    assert str(info.value).startswith(str(path))
+
+
+def test_pcd_ascii_points_without_return_are_dropped(tmp_path):
+    path = tmp_path / "scan.pcd"
+    path.write_text(PCD_HEAD.format("ascii") + "0 0 0\nnan nan nan\n1 1 1\n2 2 2\n")
+    assert read_points(path).tolist() == [[0, 0, 0], [1, 1, 1], [2, 2, 2]]
+
+
+def test_data_error_survives_a_dataloader_worker():
+    """torch re-raises a worker's exception as type(err)(<traceback text>): the message is recovered."""
+    import torch
+    from torch.utils.data import DataLoader, Dataset
+
+    class Bad(Dataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, index):
+            raise DataError("/data/x.txt: row 3: expected 6 values, found 2", "/data/x.txt")
+
+    with pytest.raises(DataError) as info:
+        next(iter(DataLoader(Bad(), num_workers=1)))
+    assert str(info.value) == "/data/x.txt: row 3: expected 6 values, found 2"

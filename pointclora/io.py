@@ -124,6 +124,37 @@ def validate_predictions(data: dict, path: str) -> None:
             raise KeyError(f"{path}: missing key {key!r}")
         if tuple(data[key].shape) != shape:
             raise ValueError(f"{path}: {key!r} expected shape {shape}, got {tuple(data[key].shape)}")
+    _check_ids(data, path)
+
+
+def _check_ids(data: dict, path: str) -> None:
+    """Class ids must name one of 'class_names', part ids one of 'part_names' (when the file has them):
+    an id outside would be drawn as an anonymous 'class 99'."""
+    limits = {"label": "class_names", "pred": "class_names", "category": "class_names",
+              "seg": "part_names", "pred_seg": "part_names"}
+    for key, names_key in limits.items():
+        if key not in data or names_key not in data or len(data[names_key]) == 0:
+            continue
+        ids = np.asarray(data[key])
+        bad = (ids < 0) | (ids >= len(data[names_key]))
+        if bad.any():
+            where = np.argwhere(bad)[0].tolist()
+            raise ValueError(f"{path}: {key!r} holds {int(ids[tuple(where)])} at index {where}, outside the "
+                             f"{len(data[names_key])} names of {names_key!r} (ids 0..{len(data[names_key]) - 1})")
+
+
+def check_same_dataset(data: dict, dataset, path: str) -> None:
+    """A prediction file shown with --config must come from that config's split: same size, same classes."""
+    names = [str(n) for n in (getattr(dataset, "classes", None) or [])]
+    stored = [str(n) for n in data.get("class_names", [])]
+    if names and stored and names != stored:
+        raise ValueError(f"{path}: predictions over classes {stored[:4]}{'...' if len(stored) > 4 else ''} but the "
+                         f"--config dataset {type(dataset).__name__} has classes {names[:4]}"
+                         f"{'...' if len(names) > 4 else ''}; pass the config the predictions were made with")
+    count = len(data["points"])
+    if len(dataset) != count:
+        raise ValueError(f"{path}: holds {count} samples but the --config dataset split has {len(dataset)}; "
+                         "use the config and split the predictions were made on")
 
 
 def _fill_from_dataset(data: dict, dataset, path: str) -> None:
@@ -156,6 +187,8 @@ def load_predictions(path: str, dataset=None) -> dict:
     if "points" not in data and any(k in data for k in ("pred", "pred_seg")):
         _fill_from_dataset(data, dataset, path)
     validate_predictions(data, path)
+    if dataset is not None:
+        check_same_dataset(data, dataset, path)
     data["class_names"] = [str(n) for n in data["class_names"]]
     if "part_names" in data:
         data["part_names"] = [str(n) for n in data["part_names"]]

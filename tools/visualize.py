@@ -59,7 +59,7 @@ def run(argv=None) -> int:
 
 
 def main(argv=None) -> int:
-    return run_tool(lambda: run(argv), errors=(FileNotFoundError, ValueError, KeyError, IndexError, ImportError,
+    return run_tool(lambda: run(argv), errors=(OSError, ValueError, KeyError, IndexError, ImportError,
                                                RuntimeError))
 
 

@@ -7,6 +7,8 @@ layer, so its own parameters take part in no computation and receive no gradient
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
@@ -47,10 +49,22 @@ class AdapterLayer(nn.Module):
         if self.merged:
             if self.disabled:
                 raise RuntimeError("adapter is merged into the weight: unmerge before disabling it")
+            if self.training and torch.is_grad_enabled():
+                self._warn_merged_training()
             return self.base_layer(x)
         if not self.adapter_is_on():
             return self.base_layer(x)
         return self.adapted_forward(x)
+
+    def _warn_merged_training(self) -> None:
+        """Training through a merged adapter updates only the merged weight (when trainable), never the
+        adapter: say so once per layer instead of training the wrong parameters in silence."""
+        own = [p for n, p in self.named_parameters() if not n.startswith("base_layer.")]
+        if getattr(self, "_warned_merged", False) or not any(p.requires_grad for p in own):
+            return
+        self._warned_merged = True
+        warnings.warn(f"{type(self).__name__} is merged into its base weight: in training its adapter parameters "
+                      "get no gradient; call unmerge_adapters(model) before training", UserWarning, stacklevel=3)
 
     def adapted_forward(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -10,6 +10,7 @@ trainable head (parameters and buffers), with the config as JSON in the metadata
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 from typing import Dict, Iterator, List, Optional, Tuple
 
@@ -227,16 +228,25 @@ def save_adapter(model: nn.Module, path: str) -> None:
     if any(m.merged for _, m in adapter_layers(model)):
         raise RuntimeError("adapters are merged: unmerge_adapters(model) before save_adapter")
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in adapter_state_dict(model).items()}
-    with atomic_path(path) as tmp:  # a crash never leaves a truncated adapter file
-        safetensors.torch.save_file(tensors, str(tmp), metadata={_METADATA_KEY: get_adapter_config(model).to_json(), "format": "pt"})
+    try:
+        with atomic_path(path) as tmp:  # a crash never leaves a truncated adapter file
+            safetensors.torch.save_file(tensors, str(tmp),
+                                        metadata={_METADATA_KEY: get_adapter_config(model).to_json(), "format": "pt"})
+    except Exception as err:  # OSError, or safetensors' error for a failed write: name the target, not the temp file
+        reason = getattr(err, "strerror", None) or str(err)
+        raise OSError(f"save_adapter: cannot write '{path}': {reason}"
+                      + ("; the previous file there is intact" if os.path.isfile(path) else "")) from err
 
 
 def read_adapter_config(path: str):
     """The AdapterConfig stored in an adapter file."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"adapter file not found: {path}")
-    with safetensors.safe_open(path, framework="pt") as f:
-        metadata = f.metadata() or {}
+    try:
+        with safetensors.safe_open(path, framework="pt") as f:
+            metadata = f.metadata() or {}
+    except Exception as err:  # safetensors' SafetensorError names no file
+        raise ValueError(f"{path} is not a readable safetensors adapter file (truncated or corrupt: {err})") from None
     if _METADATA_KEY not in metadata:
         raise ValueError(f"{path} is not a pointclora adapter file (no {_METADATA_KEY!r} metadata)")
     return AdapterConfig.from_json(metadata[_METADATA_KEY])
@@ -247,16 +257,24 @@ def load_adapter(model: nn.Module, path: str) -> nn.Module:
 
     Returns the model holding the adapter: for DAPT / IDPT / PointGST applied here, a new model."""
     stored = read_adapter_config(path)
+    try:
+        tensors = safetensors.torch.load_file(path)
+    except Exception as err:  # a header that reads but a payload that does not
+        raise ValueError(f"{path} is not a readable safetensors adapter file (truncated or corrupt: {err})") from None
     config = get_adapter_config(model)
+    if config is not None:
+        _check_same_structure(config, stored, path)
+        if any(m.merged for _, m in adapter_layers(model)):
+            raise RuntimeError("adapters are merged: unmerge_adapters(model) before load_adapter")
+        target = model
+    else:
+        # a failed load must change nothing: adapters are applied in place only once the file fits
+        target = apply_adapters(copy.deepcopy(model), stored)
+    expected = adapter_state_dict(target)
+    _check_fits(expected, tensors, path)
     if config is None:
         model = apply_adapters(model, stored)
-    else:
-        _check_same_structure(config, stored, path)
-    if any(m.merged for _, m in adapter_layers(model)):
-        raise RuntimeError("adapters are merged: unmerge_adapters(model) before load_adapter")
-    tensors = safetensors.torch.load_file(path)
-    expected = adapter_state_dict(model)
-    _check_fits(expected, tensors, path)
+        expected = adapter_state_dict(model)
     with torch.no_grad():
         for k, v in tensors.items():
             expected[k].copy_(v)

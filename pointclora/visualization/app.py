@@ -189,6 +189,25 @@ def _reconstruction(src: Source, args) -> Scene:
 BUILDERS = {"cloud": _cloud, "patches": _patches, "partseg": _partseg, "grid": _grid, "reconstruction": _reconstruction}
 
 
+def _check_out(out: str) -> None:
+    """--out's folder exists (it is created when missing) and takes a file, before any rendering."""
+    import os
+    import tempfile
+
+    folder = os.path.dirname(os.path.abspath(out))
+    blocker = next((p for p in [folder] + [os.path.dirname(folder)] if os.path.isfile(p)), None)
+    if blocker is not None:
+        raise OSError(f"--out: cannot write the PNG {out!r}: {blocker!r} is a file, not a folder")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise OSError(f"--out: cannot write the PNG {out!r}: folder {folder!r}: {err.strerror or err}") from None
+    if os.path.isdir(out):
+        raise OSError(f"--out: {out!r} is a folder; give a file name such as {os.path.join(out, 'view.png')!r}")
+
+
 def visualize(options: VisualizeOptions) -> int:
     """Builds the view and renders it to options.out (or shows it); bad input raises ValueError & co."""
     args = options
@@ -198,6 +217,8 @@ def visualize(options: VisualizeOptions) -> int:
         return 2
     if args.size < 64:
         raise ValueError(f"--size: expected >= 64 pixels, got {args.size}")
+    if args.out is not None:
+        _check_out(args.out)
     scene = BUILDERS[args.view](Source(args), args)
     if args.out is None:
         show_scene(scene)

@@ -55,7 +55,7 @@ def compose_png(scene: Scene, images: List[np.ndarray], out: str, note: str) -> 
         _draw_legend(fig, scene, width, height, scene.ncols * panel_px)
         fig.savefig(out, dpi=DPI, facecolor="white")
     except OSError as err:
-        raise OSError(f"out: cannot write the PNG {out!r}: {err}") from err
+        raise OSError(f"--out: cannot write the PNG {out!r}: {err.strerror or err}") from err
     finally:
         plt.close(fig)
     return width, height

@@ -5,9 +5,12 @@ headless machine (Mesa). When no GL context can be created (no libEGL, no
 driver) the numpy rasteriser below draws the same points with the same camera;
 the PNG's header line says which renderer made it and why.
 """
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from typing import List, Optional
 
 import numpy as np
@@ -27,8 +30,21 @@ _PROBE_CODE = (
 _probe_cache = {}
 
 
+def private_runtime_dir() -> None:
+    """Open3D's GL set-up prints 'error: XDG_RUNTIME_DIR is invalid or not set' on headless machines
+    (nothing fails): give it a private runtime folder (mode 0700, removed at exit) when the
+    environment has no usable one."""
+    current = os.environ.get("XDG_RUNTIME_DIR")
+    if current and os.path.isdir(current) and os.access(current, os.W_OK):
+        return
+    folder = tempfile.mkdtemp(prefix="pointclora-xdg-")
+    atexit.register(shutil.rmtree, folder, True)
+    os.environ["XDG_RUNTIME_DIR"] = folder
+
+
 def open3d_offscreen_available() -> tuple:
     """-> (ok, reason). Probed once per process in a subprocess, because a broken GL stack can crash."""
+    private_runtime_dir()
     if "result" not in _probe_cache:
         try:
             proc = subprocess.run([sys.executable, "-c", _PROBE_CODE], capture_output=True, text=True, timeout=120)
@@ -123,6 +139,7 @@ class Open3DOffscreen:
     def __init__(self, width: int, height: int):
         import open3d as o3d
 
+        private_runtime_dir()
         o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
         self.o3d, self.width, self.height = o3d, width, height
         self.vis = o3d.visualization.Visualizer()
@@ -217,6 +234,7 @@ def show_scene(scene: Scene, title: Optional[str] = None) -> None:
         raise RuntimeError("no display found (DISPLAY / WAYLAND_DISPLAY unset): pass --out file.png to render offscreen")
     import open3d as o3d
 
+    private_runtime_dir()
     geoms, cursor = [], 0.0
     for panel in scene.panels:
         pts = panel.all_points()

@@ -62,5 +62,8 @@ setup(
     ext_modules=[make_extension()],
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
     install_requires=["torch>=2.1", "numpy", "pyyaml", "h5py", "tqdm", "safetensors", "matplotlib"],
-    extras_require={"vis": ["open3d"], "test": ["pytest"]},
+    # optional: without tensorboard no tb/ log (one line says so); without open3d PNGs use the numpy
+    # rasteriser; thop / fvcore only cross-check the FLOP counter in tests
+    extras_require={"vis": ["open3d"], "tensorboard": ["tensorboard"], "crosscheck": ["thop", "fvcore"],
+                    "test": ["pytest"]},
 )

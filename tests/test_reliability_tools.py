@@ -162,3 +162,14 @@ def test_training_without_tensorboard_says_what_is_skipped(tmp_path, monkeypatch
     out = capsys.readouterr().out
     assert "tensorboard is not installed" in out and "pip install tensorboard" in out
     assert (tmp_path / "metrics.csv").is_file() and not (tmp_path / "tb").exists()
+
+
+def test_checkout_tools_find_datasets_without_an_editable_install():
+    """tools/*.py put the checkout first on sys.path; beside a plain `pip install .` (no editable finder:
+    `-S` skips the .pth files) pointclora.datasets must still resolve to the checkout's datasets/."""
+    paths = [p for p in sys.path if "site-packages" in p or "dist-packages" in p]
+    code = (f"import sys; sys.path[:0] = [{str(REPO)!r}] + {paths!r}; "
+            "import pointclora.datasets.common as c; print(c.__file__)")
+    proc = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == str(REPO / "datasets" / "common.py")

@@ -239,8 +239,10 @@ def _epoch_line(epoch: int, epochs: int, row: Mapping) -> str:
 
 def _finish(trainer: PretrainTrainer, out: Path, rows: list, params: Mapping, seconds: float) -> dict:
     files = {"output_dir": str(out), "pretrained": str(out / "pretrain.pth"), "last": str(out / "ckpt-last.pth"),
-             "config": str(out / "config.yaml"), "csv": str(out / "metrics.csv"), "tensorboard": str(out / "tb"),
+             "config": str(out / "config.yaml"), "csv": str(out / "metrics.csv"),
              "plot": str(out / "curves.png"), "results": str(out / "results.json")}
+    if (out / "tb").is_dir():  # tensorboard is optional
+        files["tensorboard"] = str(out / "tb")
     losses = [r["train/loss"] for r in rows]
     results = {"task": "pretrain", "epochs": trainer.epochs, "first_loss": losses[0] if losses else None,
                "final_loss": losses[-1] if losses else None, "best": trainer.best, "parameters": params,

@@ -281,8 +281,10 @@ def _finish(cfg, trainer: Trainer, dsets, split_names, params, adapter_cfg, out:
     if test_split != val_split:
         test_metrics = trainer.evaluate(B.eval_loader(dsets[test_split], cfg["train"], info))
     files = {"output_dir": str(out), "best": str(best_path), "last": str(out / "ckpt-last.pth"),
-             "config": str(out / "config.yaml"), "csv": str(out / "metrics.csv"), "tensorboard": str(out / "tb"),
+             "config": str(out / "config.yaml"), "csv": str(out / "metrics.csv"),
              "plot": str(out / "curves.png"), "results": str(out / "results.json")}
+    if (out / "tb").is_dir():  # tensorboard is optional
+        files["tensorboard"] = str(out / "tb")
     results = {"task": trainer.task.name, "best_epoch": trainer.best.get("epoch"), "selected_on": val_split,
                "test_split": test_split, "best_val": trainer.best, "test": test_metrics,
                "parameters": params, "train_time_s": seconds, "world_size": info.world_size, "files": files,

@@ -64,7 +64,7 @@ def test_load_point_file_errors(tmp_path):
     with pytest.raises(ValueError, match=r"flat.npy: expected a non-empty \(N, C>=3\)"):
         io.load_point_file(str(tmp_path / "flat.npy"))
     (tmp_path / "words.txt").write_text("a b c\n")
-    with pytest.raises(ValueError, match="cannot parse"):
+    with pytest.raises(ValueError, match="row 1: .a. is not a number"):
         io.load_point_file(str(tmp_path / "words.txt"))
     (tmp_path / "x.obj").write_text("v 0 0 0\n")
     with pytest.raises(ValueError, match="unsupported suffix"):

@@ -16,6 +16,7 @@ from torch import nn
 from .adapters import AdapterConfig, apply_adapters
 from .config import load_config, parse_opts, resolve_path, set_by_dotted, validate
 from .datasets import DATASETS, build_dataset
+from .datasets.heldout import HELDOUT, check_fraction
 from .models import build_model, load_pretrained
 from .sections import ENGINE_DATASET_KEYS  # dataset keys the engine reads, not the constructor
 
@@ -85,8 +86,11 @@ def load_backbone(model: nn.Module, path: str | os.PathLike) -> None:
 
 # ----------------------------------------------------------------------------- datasets
 def splits(cfg_dataset: Mapping) -> tuple[str, str, str]:
-    """(train, val, test) split names; val selects the best epoch."""
+    """(train, val, test) split names; val selects the best epoch ('heldout' with dataset.val_fraction,
+    which replaces val_split: datasets/heldout.py)."""
     train, val, test = DEFAULT_SPLITS.get(cfg_dataset.get("NAME"), ("train", "test", "test"))
+    if check_fraction(cfg_dataset) is not None:
+        return cfg_dataset.get("train_split", train), HELDOUT, cfg_dataset.get("test_split", test)
     return (cfg_dataset.get("train_split", train), cfg_dataset.get("val_split") or val,
             cfg_dataset.get("test_split", test))
 

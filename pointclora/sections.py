@@ -86,6 +86,10 @@ class DatasetSplits:
     generate_demo: Optional[str] = None  # demo root written when the dataset is missing
     # the engine's policy for a malformed data file: error, or skip it (and list it)
     on_bad_file: str = field(default="error", metadata={"choices": ("error", "skip")})
+    # a class-stratified validation split held out of the training split (datasets/heldout.py):
+    # the fraction of each class (in (0, 1); replaces val_split) and the seed of the draw
+    val_fraction: Optional[float] = None
+    val_seed: int = 0
 
 
 # the dataset keys `datasets.build_dataset` itself reads (not constructor arguments)

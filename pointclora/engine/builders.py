@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 from ..adapters import count_parameters
 from ..config import resolve_path
 from ..datasets import demo as demo_data
+from ..datasets.heldout import HELDOUT, carve, check_fraction
 from ..factory import build_model_with_adapters, build_split, load_backbone, splits  # noqa: F401 (engine's names)
 from .data_errors import SkipBadFiles
 from .distributed import DistInfo, ShardSampler, barrier, train_sampler
@@ -67,7 +68,7 @@ def build_datasets(cfg_dataset: Mapping, info: DistInfo, names: list[str], train
     random sampling; the others are evaluation splits); generates demo data first when asked."""
     out: dict = {}
     for split in dict.fromkeys(names):
-        if split in out:
+        if split in out or split == HELDOUT:
             continue
         try:
             out[split] = build_split(cfg_dataset, split, train=split == train_split)
@@ -76,6 +77,10 @@ def build_datasets(cfg_dataset: Mapping, info: DistInfo, names: list[str], train
                 raise
             _generate_demo(cfg_dataset, info)
             out[split] = build_split(cfg_dataset, split, train=split == train_split)  # the root exists now
+    if HELDOUT in names:  # carved out of the training split, read as an evaluation split reads it
+        plain = {k: v for k, v in cfg_dataset.items() if k not in ("train_transforms", "fps_pool")}  # no augmentation
+        out[train_split], out[HELDOUT] = carve(out[train_split], build_split(plain, train_split),
+                                               check_fraction(cfg_dataset), int(cfg_dataset.get("val_seed") or 0))
     if cfg_dataset.get("on_bad_file", "error") == "skip":
         out = {split: SkipBadFiles(dataset, split, info.is_main) for split, dataset in out.items()}
     return out

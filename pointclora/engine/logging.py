@@ -117,26 +117,31 @@ class RunLogger:
         return [dict(r) for r in self.rows] + [self.make_row(epoch, values)]
 
     def _write_csv(self) -> None:
-        columns: list[str] = []
-        for row in self.rows:
-            columns += [k for k in row if k not in columns]
-        tmp = self.csv_path.with_suffix(".csv.tmp")
-        with writing(self.csv_path, "metrics file"):
-            try:
-                with open(tmp, "w", newline="") as f:
-                    writer = csv.DictWriter(f, fieldnames=columns, restval="")
-                    writer.writeheader()
-                    for row in self.rows:
-                        writer.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else v)
-                                         for k, v in row.items()})
-                os.replace(tmp, self.csv_path)
-            finally:
-                if tmp.exists():
-                    tmp.unlink()
+        write_rows_csv(self.csv_path, self.rows)
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def write_rows_csv(path: str | os.PathLike, rows: list[dict]) -> None:
+    """Writes `rows` (one dict per epoch) as a CSV whose columns are every key seen, atomically."""
+    csv_path = Path(path)
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    tmp = csv_path.with_suffix(".csv.tmp")
+    with writing(csv_path, "metrics file"):
+        try:
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=columns, restval="")
+                writer.writeheader()
+                for row in rows:
+                    writer.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()})
+            os.replace(tmp, csv_path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
 
 
 def plot_curves(rows: list[dict], path: str | os.PathLike) -> Path | None:
@@ -151,7 +156,7 @@ def plot_curves(rows: list[dict], path: str | os.PathLike) -> Path | None:
     keys = [k for k in rows[-1] if k != "epoch" and isinstance(rows[-1][k], (int, float))]
     panels = {
         "loss": [k for k in keys if k.endswith("loss")],
-        "metric (%)": [k for k in keys if k.startswith(("val/", "train/")) and not k.endswith("loss")],
+        "metric (%)": [k for k in keys if k.startswith(("val/", "train/", "test/")) and not k.endswith("loss")],
         "learning rate": [k for k in keys if k == "lr"],
         "CoTo active fraction": [k for k in keys if k.startswith("coto")],
     }

@@ -24,8 +24,9 @@ from .faults import (
     INTERRUPT_STATUS, WRITE_ERROR_STATUS, RunInterrupted, WriteError, check_output_dir, clean_stale_temp_files, writing,
 )  # fmt: skip
 from .distributed import DistInfo, barrier, cleanup, init_distributed, wrap_model
-from .logging import RunLogger, plot_curves
+from .logging import RunLogger, plot_curves, write_rows_csv
 from .optim import build_optimizer, build_scheduler
+from . import protocols as PR
 from .resume import apply_optimizer_config, check_epochs, check_resume
 from .tasks import build_task
 from .trainer import Trainer, gather_rng_states
@@ -175,16 +176,19 @@ def run_fit(cfg: dict, args, info: DistInfo) -> dict:
         trainer = _build_trainer(cfg, task, model, adapter_cfg, info, steps)
         tl = B.train_loader(dsets[train_split], cfg["train"], info, trainer.loader_generator)
         vl = B.eval_loader(dsets[val_split], cfg["train"], info)
+        # a separate validation split: the test split is evaluated every epoch too (all three protocols)
+        testl = B.eval_loader(dsets[test_split], cfg["train"], info) if test_split != val_split else None
         if args.resume:
             _resume(trainer, model, cfg, args, last_path, info)
     try:
-        return _fit(cfg, args, info, trainer, dsets, (train_split, val_split, test_split), model, adapter_cfg, tl, vl,
-                    out)
+        return _fit(cfg, args, info, trainer, dsets, (train_split, val_split, test_split), model, adapter_cfg, tl,
+                    (vl, testl), out)
     except KeyboardInterrupt:
         raise RunInterrupted(trainer.checkpointed) from None
 
 
-def _fit(cfg, args, info, trainer: Trainer, dsets, split_names, model, adapter_cfg, tl, vl, out: Path) -> dict:
+def _fit(cfg, args, info, trainer: Trainer, dsets, split_names, model, adapter_cfg, tl, eval_loaders,
+         out: Path) -> dict:
     params = B.count_params(model)
     if info.is_main:
         _prepare_output(out, info)
@@ -199,7 +203,7 @@ def _fit(cfg, args, info, trainer: Trainer, dsets, split_names, model, adapter_c
     start = time.perf_counter()
     stop = trainer.epochs if not args.max_epochs_this_run else min(trainer.epochs,
                                                                     trainer.start_epoch + args.max_epochs_this_run)
-    rows = _train_epochs(trainer, tl, vl, split_names[1], out, stop)
+    rows = _train_epochs(trainer, tl, eval_loaders, split_names[1], out, stop)
     if stop < trainer.epochs:
         if info.is_main:
             print(f"stopped after epoch {stop}/{trainer.epochs} (--max-epochs-this-run); continue with --resume")
@@ -207,7 +211,7 @@ def _fit(cfg, args, info, trainer: Trainer, dsets, split_names, model, adapter_c
     return _finish(cfg, trainer, dsets, split_names, params, adapter_cfg, out, time.perf_counter() - start, rows)
 
 
-def _train_epochs(trainer: Trainer, tl, vl, val_split: str, out: Path, stop: int) -> list[dict]:
+def _train_epochs(trainer: Trainer, tl, eval_loaders, val_split: str, out: Path, stop: int) -> list[dict]:
     """Epochs start_epoch..stop-1: train, evaluate, checkpoint (best, then last), log. returns CSV rows.
 
     The checkpoint holds the CSV rows up to its epoch and is written before the CSV, so a kill in
@@ -215,7 +219,7 @@ def _train_epochs(trainer: Trainer, tl, vl, val_split: str, out: Path, stop: int
     info = trainer.info
     log = RunLogger(out, info.is_main, trainer.start_epoch, trainer.log_rows)
     for epoch in range(trainer.start_epoch, stop):
-        row = _fit_epoch(trainer, tl, vl, epoch, val_split, trainer.cfg)
+        row = _fit_epoch(trainer, tl, eval_loaders, epoch, val_split, trainer.cfg)
         improved = row.pop("_improved", False)
         state = trainer.state_dict(epoch + 1, gather_rng_states(info), log.rows_with(epoch + 1, row))  # collective
         if info.is_main:
@@ -233,7 +237,9 @@ def _train_epochs(trainer: Trainer, tl, vl, val_split: str, out: Path, stop: int
     return log.rows
 
 
-def _fit_epoch(trainer: Trainer, tl, vl, epoch: int, val_split: str, cfg: Mapping) -> dict:
+def _fit_epoch(trainer: Trainer, tl, eval_loaders, epoch: int, val_split: str, cfg: Mapping) -> dict:
+    """eval_loaders: (validation loader, test loader or None when the validation split is the test split)."""
+    vl, testl = eval_loaders
     t0 = time.perf_counter()
     lr = trainer.optimizer.param_groups[-1]["lr"]
     row = trainer.train_one_epoch(tl, epoch)
@@ -245,6 +251,8 @@ def _fit_epoch(trainer: Trainer, tl, vl, epoch: int, val_split: str, cfg: Mappin
     if (epoch + 1) % val_freq == 0 or epoch + 1 == trainer.epochs:
         metrics = trainer.evaluate(vl)
         row.update({f"val/{k}": v for k, v in metrics.items()})
+        if testl is not None:
+            row.update({f"test/{k}": v for k, v in trainer.evaluate(testl).items()})
         if trainer.improved(metrics):
             trainer.best = {**metrics, "epoch": epoch + 1, "split": val_split}
             row["_improved"] = True
@@ -255,7 +263,7 @@ def _fit_epoch(trainer: Trainer, tl, vl, epoch: int, val_split: str, cfg: Mappin
 def _epoch_line(epoch: int, epochs: int, row: Mapping) -> str:
     parts = [f"epoch {epoch}/{epochs}", f"loss {row['train/loss']:.4f}", f"train acc {row['train/acc']:.2f}",
              f"lr {row['lr']:.2e}"]
-    parts += [f"{k} {v:.2f}" for k, v in row.items() if k.startswith("val/")]
+    parts += [f"{k} {v:.2f}" for k, v in row.items() if k.startswith(("val/", "test/"))]
     if "coto/active_fraction" in row:
         parts.append(f"coto active {row['coto/active_fraction']:.2f}")
     parts.append(f"{row['throughput']:.1f} samples/s, {row['epoch_time_s']:.1f} s")
@@ -289,7 +297,14 @@ def _finish(cfg, trainer: Trainer, dsets, split_names, params, adapter_cfg, out:
                "test_split": test_split, "best_val": trainer.best, "test": test_metrics,
                "parameters": params, "train_time_s": seconds, "world_size": info.world_size, "files": files,
                "skipped_files": skipped_files(dsets), "resume_overrides": trainer.resume_overrides}
+    results["protocols"] = PR.protocols(rows, trainer.task.metric_keys, trainer.task.select_key, val_split != test_split,
+                                        trainer.best, test_metrics)
+    if val_split == PR.HELDOUT:
+        fraction, seed = PR.check_fraction(cfg["dataset"]), int(cfg["dataset"].get("val_seed") or 0)
+        results["heldout"] = {"val_fraction": fraction, "val_seed": seed, "of_split": split_names[0],
+                              "size": len(dsets[val_split])}
     if info.is_main:
+        write_rows_csv(out / "metrics.csv", PR.label_rows(rows, results["protocols"]))
         plot_curves(rows, out / "curves.png")
         if adapter_cfg is not None:
             from ..adapters import save_adapter
@@ -308,9 +323,15 @@ def print_summary(results: Mapping, task) -> None:
     sel, test = results["selected_on"], results["test_split"]
     note = (" (no separate validation split: best epoch chosen on the test split, as in the public protocol)"
             if sel == test else f"; metrics below are on '{test}'")
+    held = results.get("heldout")
+    if held:
+        note = (f" ({held['size']} shapes, {100 * held['val_fraction']:g} % of '{held['of_split']}' per class, "
+                f"val_seed {held['val_seed']}){note}")
     print("\n==== summary ====")
     print(f"best epoch {results['best_epoch']} selected on split '{sel}'{note}")
     print("  " + ", ".join(f"{names[k]} {results['test'][k]:.2f} %" for k in task.metric_keys))
+    for line in PR.summary_lines(results.get("protocols") or {}, names, task.metric_keys):
+        print(line)
     p = results["parameters"]
     print(f"trainable parameters: {p['trainable']:,} of {p['total']:,} ({100.0 * p['trainable'] / max(p['total'], 1):.2f} %)"
           f"; adapter {p.get('adapter', 0):,}, head {p.get('head', 0):,}")

@@ -1,11 +1,8 @@
 """What a sweep reports: every run's numbers by protocol, their mean ± std per setting, the tables.
 
-Protocols (the labels of results.json's `protocols`, the summary and the tables):
-- `test @ best val epoch`: test metrics of the epoch chosen on a validation split (the honest one);
-- `test @ last epoch`: test metrics after the last epoch (no selection at all);
-- `best test epoch (public protocol)`: the best test metrics over all epochs, what the papers report
-  when they select on the test split.
-A run without a validation split has no `test @ best val epoch`. Older results.json files without
+Protocols (engine/protocols.py; the labels of results.json's `protocols`, the summary and the tables):
+`test @ best val epoch`, `test @ last epoch`, `best test epoch (public protocol)`. A run without a
+validation split has no `test @ best val epoch`. Older results.json files without
 `protocols` are read through their best epoch, selection split and metrics.csv.
 """
 from __future__ import annotations
@@ -18,8 +15,8 @@ import statistics
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
-BEST_VAL, LAST, BEST_TEST = "test @ best val epoch", "test @ last epoch", "best test epoch (public protocol)"
-PROTOCOLS = (BEST_VAL, LAST, BEST_TEST)
+from ..engine.protocols import BEST_TEST, BEST_VAL, LAST, PROTOCOLS  # noqa: F401  (re-exported)
+
 PRIMARY = {"classification": "oa", "part_segmentation": "ins_miou"}
 METRIC_NAMES = {"oa": "OA", "macc": "mAcc", "ins_miou": "instance mIoU", "cls_miou": "class mIoU", "acc": "point acc"}
 

@@ -1,5 +1,4 @@
 """Few-shot ModelNet40: folds in the public pickle layout, the restricted unpickler, tools/make_fewshot.py."""
-import importlib.util
 import pickle
 from pathlib import Path
 
@@ -7,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import load_tool
 from pointclora.datasets import DATASETS, ModelNet40, ModelNetFewShot, build_dataset
 from pointclora.datasets.common import pc_normalize
 from pointclora.datasets.modelnet40 import CLASSES
@@ -14,13 +14,6 @@ from pointclora.datasets.modelnet_fewshot import fold_path, fold_rng, sample_fol
 from pointclora.engine.tasks import build_task
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(f"_tool_{name}", REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def write_public_fold(root: Path, way=2, shot=3, fold=0, points=64, seed=0) -> Path:
@@ -144,7 +137,7 @@ def demo_modelnet(tmp_path_factory):
 
 
 def test_make_fewshot_round_trip(tmp_path, demo_modelnet, capsys):
-    tool = _tool("make_fewshot")
+    tool = load_tool("make_fewshot")
     out = tmp_path / "ModelNetFewshot"
     argv = ["--modelnet", str(demo_modelnet), "--out", str(out), "--ways", "3", "--shots", "2", "4",
             "--folds", "0-1", "--test-per-class", "3", "--points", "48", "--seed", "5"]
@@ -175,7 +168,7 @@ def test_make_fewshot_round_trip(tmp_path, demo_modelnet, capsys):
 def test_make_fewshot_errors_are_one_line(tmp_path, demo_modelnet, capsys, extra, message):
     argv = ["--modelnet", str(demo_modelnet), "--out", str(tmp_path / "fs"), "--ways", "3", "--shots", "2",
             "--folds", "0", "--test-per-class", "3", "--points", "48"]
-    assert _tool("make_fewshot").main(argv + extra) == 2
+    assert load_tool("make_fewshot").main(argv + extra) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
     import re

@@ -1,5 +1,4 @@
 """tools/predict.py: a user's own files in every format, bad files, the three kinds of weights, part PLYs."""
-import importlib.util
 import json
 from pathlib import Path
 
@@ -7,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import load_tool
 from pointclora.datasets.pointcloud_folder import read_points
 
 REPO = Path(__file__).resolve().parents[1]
@@ -14,14 +14,7 @@ TINY = "trans_dim: 32, num_heads: 2, group_size: 8, num_group: 8, encoder_dims: 
 TRAIN = "{epochs: 1, batch_size: 4, val_batch_size: 8, num_workers: 0, pin_memory: false, amp: false}"
 
 
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(f"_tool_{name}", REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-PREDICT, TRAIN_TOOL = _tool("predict"), _tool("train")
+PREDICT, TRAIN_TOOL = load_tool("predict"), load_tool("train")
 
 
 def write_formats(folder: Path, xyz: np.ndarray) -> list:

@@ -1,11 +1,11 @@
 """dataset.val_fraction: the class-stratified held-out split, and every number labelled by protocol."""
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import load_tool
 from pointclora.engine.distributed import DistInfo
 from pointclora.engine.logging import read_csv
 from pointclora.datasets.heldout import HELDOUT, stratified_split
@@ -13,13 +13,6 @@ from pointclora.engine.protocols import BEST_TEST, BEST_VAL, LAST
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = "trans_dim: 32, num_heads: 2, group_size: 8, num_group: 8, encoder_dims: 32, depth: 2, drop_path_rate: 0.0"
-
-
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(f"_tool_{name}", REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_stratified_split_is_deterministic_disjoint_and_per_class():
@@ -80,7 +73,7 @@ scheduler: {{warmup_epochs: 0}}
 def test_val_fraction_run_labels_every_number_by_protocol(tmp_path, demo, capsys):
     cfg = _config(tmp_path, demo, ", val_fraction: 0.25")
     out = tmp_path / "run"
-    assert _tool("train").main(["--config", str(cfg), "--output-dir", str(out), "--device", "cpu"]) == 0
+    assert load_tool("train").main(["--config", str(cfg), "--output-dir", str(out), "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
     res = json.loads((out / "results.json").read_text())
     rows = read_csv(out / "metrics.csv")
@@ -101,7 +94,7 @@ def test_val_fraction_run_labels_every_number_by_protocol(tmp_path, demo, capsys
 
 def test_without_val_fraction_the_summary_adds_the_last_epoch(tmp_path, demo, capsys):
     out = tmp_path / "run"
-    assert _tool("train").main(["--config", str(_config(tmp_path, demo)), "--output-dir", str(out),
+    assert load_tool("train").main(["--config", str(_config(tmp_path, demo)), "--output-dir", str(out),
                                 "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
     res = json.loads((out / "results.json").read_text())
@@ -117,6 +110,6 @@ def test_without_val_fraction_the_summary_adds_the_last_epoch(tmp_path, demo, ca
 def test_bad_val_fraction_is_one_line(tmp_path, demo, capsys, value):
     argv = ["--config", str(_config(tmp_path, demo)), "--output-dir", str(tmp_path / "r"), "--device", "cpu",
             "--opts", f"dataset.val_fraction={value}"]
-    assert _tool("train").main(argv) == 2
+    assert load_tool("train").main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "dataset.val_fraction" in err and err.count("\n") == 1

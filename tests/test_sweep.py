@@ -1,25 +1,18 @@
 """tools/sweep.py and tools/train.py --folds: the grid, resume of a killed sweep, the mean ± std reports."""
 import csv
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import load_tool
 from pointclora import sweep
 from pointclora.sweep import execute, grid, report
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = "trans_dim: 32, num_heads: 2, group_size: 8, num_group: 8, encoder_dims: 32, depth: 2, drop_path_rate: 0.0"
 TRAIN = "{epochs: 2, batch_size: 4, val_batch_size: 8, num_workers: 0, pin_memory: false, amp: false}"
-
-
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(f"_tool_{name}", REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +58,7 @@ def test_two_seed_sweep_tables_and_skip_on_rerun(tmp_path, config, capsys):
     out = tmp_path / "sweep"
     argv = ["--config", str(config), "--seeds", "0", "1", "--methods", "full,clora", "--out", str(out),
             "--device", "cpu", "--in-process", "--opts", "train.epochs=1"]
-    assert _tool("sweep").main(argv) == 0
+    assert load_tool("sweep").main(argv) == 0
     printed = capsys.readouterr().out
     data = json.loads((out / "sweep.json").read_text())
     assert [s["setting"] for s in data["settings"]] == ["full", "clora"]
@@ -89,7 +82,7 @@ def test_two_seed_sweep_tables_and_skip_on_rerun(tmp_path, config, capsys):
     assert (out / "sweep.png").stat().st_size > 1000
     results = {p: p.stat().st_mtime_ns for p in out.rglob("results.json")}
     assert len(results) == 4
-    assert _tool("sweep").main(argv) == 0  # again: every run is skipped, the reports are rebuilt
+    assert load_tool("sweep").main(argv) == 0  # again: every run is skipped, the reports are rebuilt
     assert capsys.readouterr().out.count("skipping ") == 4
     assert {p: p.stat().st_mtime_ns for p in out.rglob("results.json")} == results
     assert json.loads((out / "sweep.json").read_text())["settings"] == data["settings"]
@@ -97,7 +90,7 @@ def test_two_seed_sweep_tables_and_skip_on_rerun(tmp_path, config, capsys):
 
 def test_killed_run_resumes_and_finished_ones_are_skipped(tmp_path, config):
     out = tmp_path / "sweep"
-    train = _tool("train")
+    train = load_tool("train")
     # seed 0 finished (1 epoch: the sweep keeps it, with a warning), seed 1 killed after its first epoch
     assert train.main(["--config", str(config), "--output-dir", str(out / "seed0"), "--device", "cpu", "--seed", "0",
                        "--opts", "train.epochs=1"]) == 0
@@ -156,7 +149,7 @@ def test_subprocess_slots_one_run_per_gpu(tmp_path, monkeypatch):
 ])  # fmt: skip
 def test_sweep_bad_input_is_one_line(tmp_path, config, capsys, extra, message):
     argv = ["--config", str(config), "--out", str(tmp_path / "s"), "--in-process", *extra]
-    assert _tool("sweep").main(argv) == 2
+    assert load_tool("sweep").main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
     assert not (tmp_path / "s").exists()
@@ -166,7 +159,7 @@ def test_train_folds_reports_mean_and_std(tmp_path, capsys):
     from pointclora.datasets.demo import make_demo_data
 
     make_demo_data(tmp_path / "demo", seed=0, train_per_class=4, test_per_class=2, npoints=48, datasets=("ModelNet40",))
-    assert _tool("make_fewshot").main(["--modelnet", str(tmp_path / "demo"), "--out", str(tmp_path / "fs"), "--ways", "2",
+    assert load_tool("make_fewshot").main(["--modelnet", str(tmp_path / "demo"), "--out", str(tmp_path / "fs"), "--ways", "2",
                                        "--shots", "4", "--folds", "0-1", "--test-per-class", "2", "--points", "48"]) == 0
     cfg = tmp_path / "fs.yaml"
     cfg.write_text(f"""_base_: {REPO}/configs/fewshot_clora.yaml
@@ -175,7 +168,7 @@ dataset: {{root: {tmp_path / 'fs'}, way: 2, shot: 4, npoints: 32, fps_pool: 40}}
 train: {{epochs: 1, batch_size: 4, num_workers: 0, pin_memory: false, amp: false}}
 scheduler: {{warmup_epochs: 0}}
 """)
-    train = _tool("train")
+    train = load_tool("train")
     argv = ["--config", str(cfg), "--output-dir", str(tmp_path / "runs"), "--device", "cpu", "--folds", "0-1"]
     assert train.main(argv) == 0
     text = capsys.readouterr().out

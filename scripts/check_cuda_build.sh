@@ -5,8 +5,11 @@
 # the CUDA build of torch (created when missing: torch==2.14.1, CUDA 13.0, about 1 minute, 5.4 GB),
 # copies the repository's sources (setup.py, cuda_ext/) into a temporary directory and builds
 # there with FORCE_CUDA=1, so the CPU extension in the working tree is never overwritten.
-# It fails when a source does not compile, when a .cu produced no object, when a *_cuda function
-# is missing from the module, or when the module does not import (link errors).
+# First it compiles scripts/cuda_arch_probe.cu for every arch of setup.py's DEFAULT arch list (the
+# one a user's `FORCE_CUDA=1 pip install` gets from this nvcc), with the build's own -gencode flags.
+# It fails when the default list does not compile, when a source does not compile, when a .cu
+# produced no object, when a *_cuda function is missing from the module, or when the module does
+# not import (link errors).
 #
 # Environment (defaults): CUDA_VENV (.venv-cuda next to the repo's .venv), CUDA_HOME
 # (/usr/local/cuda), TORCH_CUDA_ARCH_LIST (9.0: one arch keeps the check under ~5 minutes on 2
@@ -36,6 +39,35 @@ fi
 PY="$CUDA_VENV/bin/python"
 log "torch $("$PY" -c 'import torch; print(torch.__version__, "CUDA", torch.version.cuda)'), $("$CUDA_HOME/bin/nvcc" --version | tail -n 2 | head -n 1)"
 
+# 1. setup.py's DEFAULT arch list for this nvcc (what a user's `FORCE_CUDA=1 pip install` builds):
+# compile one small kernel for every arch of it with the same -gencode flags as the real build.
+DEFAULT_ARCHS="$(cd "$REPO" && "$PY" -c '
+import importlib.util
+spec = importlib.util.spec_from_file_location("pointclora_setup", "setup.py")
+setup = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(setup)  # not __main__: defines the helpers, builds nothing
+print(setup.default_arch_list(setup.toolkit_cuda_version()))')"
+ARCH_FLAGS="$(TORCH_CUDA_ARCH_LIST="$DEFAULT_ARCHS" "$PY" -c '
+from torch.utils.cpp_extension import _get_cuda_arch_flags
+print(" ".join(_get_cuda_arch_flags()))')"
+PROBE_OUT="$(mktemp -d -t cuda_arch_probe.XXXXXX)"
+log "default arch list for this nvcc: '$DEFAULT_ARCHS'; compiling scripts/cuda_arch_probe.cu for each"
+start=$(date +%s)
+# shellcheck disable=SC2086  # ARCH_FLAGS is a list of -gencode flags
+"$CUDA_HOME/bin/nvcc" -O3 --fmad=false -I "$REPO/cuda_ext/csrc" $ARCH_FLAGS -c "$REPO/scripts/cuda_arch_probe.cu" \
+  -o "$PROBE_OUT/probe.o" || die "nvcc cannot compile for the default arch list '$DEFAULT_ARCHS' ($ARCH_FLAGS)"
+# every arch must be in the object (where cuobjdump exists: not in every toolkit install)
+if [ -x "$CUDA_HOME/bin/cuobjdump" ]; then
+  LISTED="$("$CUDA_HOME/bin/cuobjdump" --list-elf "$PROBE_OUT/probe.o")"
+  for arch in $DEFAULT_ARCHS; do
+    cc="${arch%+PTX}"; cc="${cc/./}"
+    grep -q "sm_${cc}\b" <<<"$LISTED" || die "no sm_${cc} code in the probe object for arch $arch"
+  done
+fi
+rm -rf "$PROBE_OUT"
+log "OK: the default arch list compiles with this nvcc ($(($(date +%s) - start)) s): $ARCH_FLAGS"
+
+# 2. the full build of every source, for TORCH_CUDA_ARCH_LIST (one arch by default)
 BUILD="$(mktemp -d -t cuda_ext_build.XXXXXX)"
 if [ "${KEEP_BUILD:-0}" = "1" ]; then log "keeping $BUILD"; else trap 'rm -rf "$BUILD"' EXIT; fi
 

@@ -26,12 +26,20 @@ def floating(name: str, t: torch.Tensor, half_on_cuda: bool) -> torch.Tensor:
     return t.contiguous()
 
 
+def finite(name: str, t: torch.Tensor) -> torch.Tensor:
+    """Rejects NaN/inf coordinates: no ordering of them is meaningful, and the kernels would each
+    pick a different one. One reduction (on CUDA it waits for the tensor, like any .item())."""
+    if t.numel() and not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} contains NaN or inf")
+    return t
+
+
 def points(name: str, t, half_on_cuda: bool = False) -> torch.Tensor:
-    """xyz-like argument: (B, N, 3) float -> contiguous."""
+    """xyz-like argument: (B, N, 3) finite float -> contiguous."""
     tensor(name, t, 3)
     if t.shape[2] != 3:
         raise ValueError(f"{name} must have shape (B, N, 3), got {tuple(t.shape)}")
-    return floating(name, t, half_on_cuda)
+    return finite(name, floating(name, t, half_on_cuda))
 
 
 def index(name: str, t, ndim: int) -> torch.Tensor:

@@ -3,6 +3,7 @@ from typing import Tuple
 
 import torch
 from torch.autograd import Function
+from torch.autograd.function import once_differentiable
 
 from . import _validate as V
 from . import reference
@@ -18,6 +19,7 @@ class _ChamferDistance(Function):
         return dist1, dist2, idx1, idx2
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_dist1, grad_dist2, grad_idx1, grad_idx2):
         xyz1, xyz2, idx1, idx2 = ctx.saved_tensors
         return native(xyz1.device).chamfer_backward(

@@ -1,6 +1,7 @@
 """Ball query and grouping_operation (pointnet2_ops semantics)."""
 import torch
 from torch.autograd import Function
+from torch.autograd.function import once_differentiable
 
 from . import _validate as V
 from . import reference
@@ -35,6 +36,7 @@ class _GroupingOperation(Function):
         return native(features.device).group_forward(features, idx)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out):
         (idx,) = ctx.saved_tensors
         return native(grad_out.device).group_backward(grad_out.contiguous(), idx, ctx.n), None

@@ -3,6 +3,7 @@ from typing import Tuple
 
 import torch
 from torch.autograd import Function
+from torch.autograd.function import once_differentiable
 
 from . import _validate as V
 from . import reference
@@ -17,6 +18,7 @@ class _ThreeNN(Function):
         return dist2, idx
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_dist2, grad_idx):
         return None, None
 
@@ -48,6 +50,7 @@ class _ThreeInterpolate(Function):
         return native(features.device).three_interpolate_forward(features, idx, weight)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out):
         idx, weight = ctx.saved_tensors
         grad = native(grad_out.device).three_interpolate_backward(grad_out.contiguous(), idx, weight, ctx.m)

@@ -4,6 +4,7 @@ from typing import Tuple
 import torch
 from torch import nn
 from torch.autograd import Function
+from torch.autograd.function import once_differentiable
 
 from . import _validate as V
 from . import reference
@@ -18,6 +19,7 @@ class _Knn(Function):
         return dist2, idx
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_dist2, grad_idx):
         return None, None, None
 

@@ -1,6 +1,7 @@
 """Furthest point sampling and gather_operation (pointnet2_ops semantics)."""
 import torch
 from torch.autograd import Function
+from torch.autograd.function import once_differentiable
 
 from . import _validate as V
 from . import reference
@@ -15,6 +16,7 @@ class _FurthestPointSample(Function):
         return idx
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_idx):
         return None, None, None
 
@@ -43,6 +45,7 @@ class _GatherOperation(Function):
         return native(features.device).gather_forward(features, idx)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out):
         (idx,) = ctx.saved_tensors
         grad = native(grad_out.device).gather_backward(grad_out.contiguous(), idx, ctx.n)

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,3 +68,12 @@ def test_setup_without_torch_says_what_to_run():
     assert "Traceback" not in res.stderr
     assert "needs torch installed first" in res.stderr and "pip install --no-build-isolation ." in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_extension_was_built_with_cuda_where_a_gpu_exists():
+    # otherwise every CUDA op test would run the pure-torch reference (see tests/ops_devices.py)
+    from cuda_ext import _backend
+
+    assert _backend._C is not None, f"cuda_ext._C did not import: {_backend._IMPORT_ERROR}"
+    assert _backend._C.with_cuda(), "cuda_ext._C was built without CUDA: rebuild with FORCE_CUDA=1"

@@ -5,7 +5,7 @@ import torch
 import cuda_ext
 from cuda_ext import pointnet2_utils, reference
 
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+from ops_devices import DEVICES, no_cuda_fallback  # noqa: F401  (autouse fixture)
 
 
 @pytest.mark.parametrize("device", DEVICES)

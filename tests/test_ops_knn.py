@@ -6,7 +6,7 @@ import cuda_ext
 from cuda_ext import reference
 from cuda_ext.knn import KNN
 
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+from ops_devices import DEVICES, no_cuda_fallback  # noqa: F401  (autouse fixture)
 
 
 def make(kind, B, N, M, dtype=torch.float32):

@@ -1,7 +1,8 @@
 // Chamfer distance, CUDA kernels (drop-in for Point-MAE's chamfer_3D extension).
 //
 // forward: one nearest-neighbour pass per direction; one thread per point, the other cloud
-// streamed through shared memory in tiles, in index order, strict < so ties keep the lowest index.
+// streamed through shared memory in tiles, in index order; the first point is taken, then strict <
+// (ties keep the lowest index), exactly the CPU kernel's k = 1 selection.
 // Squared distances are summed as dx*dx + dy*dy + dz*dz with round-to-nearest intrinsics (no FMA
 // contraction), so indices equal the CPU kernel bit for bit.
 // backward: d|a - b|^2 = 2 (a - b) (da - db); the partner's share is scattered with atomics.
@@ -49,7 +50,8 @@ __global__ void nearest_kernel(const scalar_t* __restrict__ a,  // (B, n, 3)
     __syncthreads();
     for (int64_t t = 0; active && t < len; ++t) {
       const scalar_t d = sq_dist(ax - s_b[t * 3 + 0], ay - s_b[t * 3 + 1], az - s_b[t * 3 + 2]);
-      if (d < best) {
+      // the first point is taken unconditionally, as the CPU kernel (a NaN distance then stays)
+      if (d < best || start + t == 0) {
         best = d;
         besti = static_cast<int32_t>(start + t);
       }

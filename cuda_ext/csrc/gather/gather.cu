@@ -1,7 +1,10 @@
 // Gather columns of features by index, CUDA kernels (pointnet2_ops gather_operation).
 //
 // One thread per output element over a grid-stride loop; the backward pass scatter-adds with
-// atomics (gpuAtomicAdd also covers float16/bfloat16).
+// atomics into a float32 buffer for float16/bfloat16 (16-bit atomics would round at every add, and
+// repeated indices, as ball query gives, add many times), cast to the input dtype once at the end.
+// grouping_operation (group.cu) is this gather over the (B, M*K) view of its index.
+#include <ATen/AccumulateType.h>
 #include <ATen/Dispatch.h>
 #include <ATen/cuda/Atomic.cuh>
 #include <c10/cuda/CUDAException.h>
@@ -34,17 +37,17 @@ __global__ void gather_forward_kernel(const scalar_t* __restrict__ features,  //
   }
 }
 
-template <typename scalar_t>
+template <typename scalar_t, typename acc_t>
 __global__ void gather_backward_kernel(const scalar_t* __restrict__ grad_out,  // (B, C, M)
                                        const int32_t* __restrict__ idx,        // (B, M)
                                        int64_t total, int64_t C, int64_t N, int64_t M,
-                                       scalar_t* __restrict__ grad_features) {  // (B, C, N)
+                                       acc_t* __restrict__ grad_features) {  // (B, C, N)
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
     const int64_t bc = i / M;  // b * C + c
     const int64_t m = i % M;
     const int32_t j = idx[bc / C * M + m];
     CUDA_KERNEL_ASSERT(j >= 0 && j < N);
-    gpuAtomicAdd(grad_features + bc * N + j, grad_out[i]);
+    gpuAtomicAdd(grad_features + bc * N + j, static_cast<acc_t>(grad_out[i]));
   }
 }
 
@@ -86,17 +89,21 @@ at::Tensor gather_backward_cuda(const at::Tensor& grad_out, const at::Tensor& id
   CHECK_FLOATING(grad_out);
   check_idx(idx, grad_out);
   TORCH_CHECK(idx.size(1) == grad_out.size(2), "idx must have M=", grad_out.size(2), " columns, got ", idx.size(1));
-  TORCH_CHECK(n >= 1, "n must be positive, got ", n);
   const int64_t B = grad_out.size(0), C = grad_out.size(1), M = grad_out.size(2);
   c10::cuda::CUDAGuard guard(grad_out.device());
-  at::Tensor grad_features = at::zeros({B, C, n}, grad_out.options());
-  if (grad_out.numel() == 0) return grad_features;
+  // an empty op has an empty (or all-zero) gradient, as on the CPU: before any check of n
+  if (grad_out.numel() == 0) return at::zeros({B, C, n}, grad_out.options());
+  TORCH_CHECK(n >= 1, "n must be positive, got ", n);
   auto stream = c10::cuda::getCurrentCUDAStream();
+  at::Tensor grad_features;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::ScalarType::Half, at::ScalarType::BFloat16, grad_out.scalar_type(),
                                   "gather_backward_cuda", [&] {
-    gather_backward_kernel<scalar_t><<<num_blocks(grad_out.numel()), kThreads, 0, stream>>>(
-        grad_out.data_ptr<scalar_t>(), idx.data_ptr<int32_t>(), grad_out.numel(), C, n, M, grad_features.data_ptr<scalar_t>());
+    using acc_t = at::acc_type<scalar_t, true>;  // float for float16/bfloat16/float32, double for double
+    at::Tensor acc = at::zeros({B, C, n}, grad_out.options().dtype(c10::CppTypeToScalarType<acc_t>::value));
+    gather_backward_kernel<scalar_t, acc_t><<<num_blocks(grad_out.numel()), kThreads, 0, stream>>>(
+        grad_out.data_ptr<scalar_t>(), idx.data_ptr<int32_t>(), grad_out.numel(), C, n, M, acc.data_ptr<acc_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
+    grad_features = acc.to(grad_out.scalar_type());  // one rounding for 16-bit types, no copy otherwise
   });
   return grad_features;
 }

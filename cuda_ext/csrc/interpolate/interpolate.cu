@@ -1,7 +1,7 @@
 // Three nearest neighbours and inverse-distance interpolation, CUDA kernels (pointnet2_ops).
 //
 // three_nn: one thread per unknown point; the known points are streamed through shared memory in
-// tiles, in index order, and a strict < insertion keeps the lowest index on ties. Squared distances
+// tiles, in index order, and the CPU kernel's top-3 insertion keeps the lowest index on ties. Squared distances
 // are summed as dx*dx + dy*dy + dz*dz with round-to-nearest intrinsics (no FMA contraction), so
 // indices equal the CPU kernel bit for bit. three_interpolate: one thread per output element; the
 // backward pass scatter-adds with atomics.
@@ -25,6 +25,33 @@ constexpr int kThreads = 256;  // also the tile of known points held in shared m
 
 int64_t num_blocks(int64_t total) { return std::min<int64_t>((total + kThreads - 1) / kThreads, 4096); }
 
+// The CPU kernel's top-3 selection (knn_cpu.cpp select_small_k with k = 3), in registers: the
+// first 3 points are inserted unconditionally, each after every entry not greater than it; a later
+// point enters only when strictly below the 3rd. So ties keep the lowest index and a NaN or
+// infinite distance behaves exactly as on the CPU (no slot is left at index 0).
+template <typename T>
+__device__ __forceinline__ void insert_three(T d, int32_t j, int& count, T& b1, T& b2, T& b3, int32_t& i1,
+                                             int32_t& i2, int32_t& i3) {
+  int pos;  // insertion starts after the filled entries (count < 3) or at the 3rd (list full)
+  if (count < 3) {
+    pos = count++;
+  } else if (d < b3) {
+    pos = 2;
+  } else {
+    return;
+  }
+  if (pos == 2) {
+    if (!(b2 > d)) { b3 = d; i3 = j; return; }
+    b3 = b2; i3 = i2;
+    pos = 1;
+  }
+  if (pos == 1) {
+    if (!(b1 > d)) { b2 = d; i2 = j; return; }
+    b2 = b1; i2 = i1;
+  }
+  b1 = d; i1 = j;
+}
+
 // Grid: B * ceil(n / kThreads) blocks; block t of cloud b handles unknown points [t*kThreads, ...).
 template <typename scalar_t>
 __global__ void three_nn_kernel(const scalar_t* __restrict__ unknown,  // (B, n, 3)
@@ -43,6 +70,7 @@ __global__ void three_nn_kernel(const scalar_t* __restrict__ unknown,  // (B, n,
   known += b * m * 3;
   scalar_t best1 = std::numeric_limits<scalar_t>::infinity(), best2 = best1, best3 = best1;
   int32_t i1 = 0, i2 = 0, i3 = 0;
+  int count = 0;  // entries filled so far (the first 3 points fill them unconditionally)
   for (int64_t start = 0; start < m; start += kThreads) {
     const int64_t len = min(static_cast<int64_t>(kThreads), m - start);
     __syncthreads();  // the previous tile has been read by everyone
@@ -50,17 +78,7 @@ __global__ void three_nn_kernel(const scalar_t* __restrict__ unknown,  // (B, n,
     __syncthreads();
     for (int64_t t = 0; active && t < len; ++t) {
       const scalar_t d = sq_dist(ux - s_known[t * 3 + 0], uy - s_known[t * 3 + 1], uz - s_known[t * 3 + 2]);
-      const int32_t j = static_cast<int32_t>(start + t);
-      if (d < best1) {
-        best3 = best2; i3 = i2;
-        best2 = best1; i2 = i1;
-        best1 = d; i1 = j;
-      } else if (d < best2) {
-        best3 = best2; i3 = i2;
-        best2 = d; i2 = j;
-      } else if (d < best3) {
-        best3 = d; i3 = j;
-      }
+      insert_three(d, static_cast<int32_t>(start + t), count, best1, best2, best3, i1, i2, i3);
     }
   }
   if (!active) return;
@@ -179,11 +197,12 @@ at::Tensor three_interpolate_backward_cuda(const at::Tensor& grad_out, const at:
   CHECK_DIM(grad_out, 3);
   CHECK_FLOATING(grad_out);
   check_idx_weight(idx, weight, grad_out, grad_out.size(2));
-  TORCH_CHECK(m >= 1, "m must be positive, got ", m);
   const int64_t B = grad_out.size(0), C = grad_out.size(1), n = grad_out.size(2);
   c10::cuda::CUDAGuard guard(grad_out.device());
+  // an empty op has an empty (or all-zero) gradient, as on the CPU: before any check of m
   at::Tensor grad_features = at::zeros({B, C, m}, grad_out.options());
   if (grad_out.numel() == 0) return grad_features;
+  TORCH_CHECK(m >= 1, "m must be positive, got ", m);
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(grad_out.scalar_type(), "three_interpolate_backward_cuda", [&] {
     three_interpolate_backward_kernel<scalar_t><<<num_blocks(grad_out.numel()), kThreads, 0, stream>>>(

@@ -78,6 +78,7 @@ class PointMAEPartSeg(FrozenBNMixin, nn.Module):
         num_categories: int = 16,
         fetch_idx: Optional[Sequence[int]] = None,
         fps_skip_near_origin: bool = True,
+        attention: str = "explicit",
     ):
         super().__init__()
         if encoder_dims != trans_dim:
@@ -93,7 +94,7 @@ class PointMAEPartSeg(FrozenBNMixin, nn.Module):
         self.group_divider = Group(num_group, group_size, skip_near_origin=fps_skip_near_origin)
         self.encoder = Encoder(encoder_dims)
         self.pos_embed = positional_mlp(trans_dim)
-        self.blocks = TransformerEncoder(trans_dim, depth, num_heads, drop_path_schedule(drop_path_rate, depth))
+        self.blocks = TransformerEncoder(trans_dim, depth, num_heads, drop_path_schedule(drop_path_rate, depth), attention)
         self.norm = nn.LayerNorm(trans_dim)
         self.label_conv = nn.Sequential(
             nn.Conv1d(num_categories, 64, kernel_size=1, bias=False), nn.BatchNorm1d(64), nn.LeakyReLU(0.2)

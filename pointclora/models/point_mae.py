@@ -41,10 +41,12 @@ class PointMAE(FrozenBNMixin, nn.Module):
         num_group: int,
         encoder_dims: int,
         fps_skip_near_origin: bool = True,
+        attention: str = "explicit",
     ):
         super().__init__()
         self.trans_dim = trans_dim
         self.depth = depth
+        self.attention = attention  # model.attention, read by _build_blocks
         self.cls_dim = cls_dim
         self.num_heads = num_heads
         self.group_size = group_size
@@ -78,7 +80,7 @@ class PointMAE(FrozenBNMixin, nn.Module):
 
     def _build_blocks(self, rates: list) -> nn.Module:
         """The transformer (``blocks.blocks.{i}``); method variants (DAPT, PointGST) build theirs."""
-        return TransformerEncoder(self.trans_dim, self.depth, self.num_heads, rates)
+        return TransformerEncoder(self.trans_dim, self.depth, self.num_heads, rates, attention=self.attention)
 
     def _build_head(self, cls_dim: int) -> nn.Sequential:
         """Official head: Linear(2C,256)-BN-ReLU-Dropout-Linear(256,256)-BN-ReLU-Dropout-Linear(256,cls_dim)."""

@@ -50,13 +50,13 @@ class MaskTransformer(nn.Module):
     """The pre-training encoder (``MAE_encoder``): patch encoder, pos MLP, blocks, norm."""
 
     def __init__(self, trans_dim: int, depth: int, drop_path_rate: float, num_heads: int, encoder_dims: int,
-                 mask_ratio: float, mask_type: str):
+                 mask_ratio: float, mask_type: str, attention: str = "explicit"):
         super().__init__()
         self.mask_ratio = mask_ratio
         self.mask_type = mask_type
         self.encoder = Encoder(encoder_dims)
         self.pos_embed = positional_mlp(trans_dim)
-        self.blocks = TransformerEncoder(trans_dim, depth, num_heads, drop_path_schedule(drop_path_rate, depth))
+        self.blocks = TransformerEncoder(trans_dim, depth, num_heads, drop_path_schedule(drop_path_rate, depth), attention)
         self.norm = nn.LayerNorm(trans_dim)
         self.apply(trunc_normal_init_weights)
 
@@ -106,6 +106,7 @@ class PointMAEPretrain(FrozenBNMixin, nn.Module):
         decoder_num_heads: Optional[int] = None,
         loss: str = "cdl2",
         fps_skip_near_origin: bool = True,
+        attention: str = "explicit",
     ):
         super().__init__()
         self._validate(trans_dim, encoder_dims, num_group, mask_ratio, mask_type, loss)
@@ -113,11 +114,13 @@ class PointMAEPretrain(FrozenBNMixin, nn.Module):
         self.group_size = group_size
         self.num_group = num_group
         self.loss_type = loss
-        self.MAE_encoder = MaskTransformer(trans_dim, depth, drop_path_rate, num_heads, encoder_dims, mask_ratio, mask_type)
+        self.MAE_encoder = MaskTransformer(trans_dim, depth, drop_path_rate, num_heads, encoder_dims, mask_ratio, mask_type,
+                                           attention)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, trans_dim))
         self.decoder_pos_embed = positional_mlp(trans_dim)
         heads = decoder_num_heads if decoder_num_heads is not None else num_heads
-        self.MAE_decoder = TransformerDecoder(trans_dim, decoder_depth, heads, drop_path_schedule(drop_path_rate, decoder_depth))
+        self.MAE_decoder = TransformerDecoder(trans_dim, decoder_depth, heads, drop_path_schedule(drop_path_rate, decoder_depth),
+                                              attention)
         self.group_divider = Group(num_group, group_size, skip_near_origin=fps_skip_near_origin)
         self.increase_dim = nn.Sequential(nn.Conv1d(trans_dim, 3 * group_size, 1))
         nn.init.trunc_normal_(self.mask_token, std=0.02, a=-2.0, b=2.0)
@@ -147,8 +150,17 @@ class PointMAEPretrain(FrozenBNMixin, nn.Module):
         return points.reshape(B, M, self.group_size, 3)
 
     def _chamfer(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """pred, target: (P, K, 3) -> official ChamferDistanceL2 (mean d1 + mean d2, squared) or L1."""
-        dist1, dist2, _, _ = cuda_ext.chamfer_distance(pred.contiguous(), target.contiguous())
+        """pred, target: (P, K, 3) -> official ChamferDistanceL2 (mean d1 + mean d2, squared) or L1.
+
+        Always in float32: under autocast ``increase_dim`` gives bf16/fp16 predictions while the
+        target patches stay float32 (the Chamfer op needs one float dtype, and squared distances of
+        nearby points lose their digits in 16 bits). A non-finite prediction (a diverged run) gives
+        a NaN loss, which the trainer reports, instead of the op's ValueError on NaN coordinates.
+        """
+        pred, target = pred.float().contiguous(), target.float().contiguous()
+        if not bool(torch.isfinite(pred).all()):
+            return pred.sum() * float("nan")
+        dist1, dist2, _, _ = cuda_ext.chamfer_distance(pred, target)
         if self.loss_type == "cdl1":
             return (dist1.sqrt().mean() + dist2.sqrt().mean()) / 2
         return dist1.mean() + dist2.mean()

@@ -26,6 +26,7 @@ from cuda_ext import _backend, reference  # noqa: E402
 
 FPS_SIZES = [(32, 2048, 128), (32, 2048, 1024), (32, 8192, 1024), (1, 10000, 8192)]  # (B, N, npoint)
 KNN_SIZES = [(32, 2048, 128, 32), (32, 2048, 512, 32)]  # (B, N, M centres, k)
+SMALL_FPS_SIZES, SMALL_KNN_SIZES = [(2, 512, 64)], [(2, 512, 64, 8)]  # --small: a smoke run (scripts/gpu_check.sh)
 
 
 def timed(fn: Callable, device: str) -> float:
@@ -141,18 +142,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch/OpenMP threads on the CPU")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--out", default=None, help="markdown file (default bench/results/point_ops_<device>.md)")
+    parser.add_argument("--small", action="store_true", help="tiny sizes only (a smoke run, not a measurement)")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: torch.cuda.is_available() is False")
     torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(0)
     rows = []
-    for B, N, npoint in FPS_SIZES:
+    fps_sizes, knn_sizes = (SMALL_FPS_SIZES, SMALL_KNN_SIZES) if args.small else (FPS_SIZES, KNN_SIZES)
+    for B, N, npoint in fps_sizes:
         xyz = torch.rand(B, N, 3, generator=g).to(args.device)
         medians, outputs = run_variants(fps_variants(xyz, npoint, args.device), args.repeats, args.device)
         rows += rows_for("FPS", f"B={B} N={N} npoint={npoint}", medians, outputs)
         print(rows[-len(medians):], flush=True)
-    for B, N, M, k in KNN_SIZES:
+    for B, N, M, k in knn_sizes:
         ref = torch.rand(B, N, 3, generator=g).to(args.device)
         query = ref[:, torch.randperm(N, generator=g)[:M].to(args.device)].contiguous()  # centres are cloud points
         medians, outputs = run_variants(knn_variants(ref, query, k, args.device), args.repeats, args.device)

@@ -3,6 +3,7 @@
 
     .venv/bin/python bench/train_step.py                       # CPU, batch 8, writes bench/results/train_step_cpu.md
     .venv/bin/python bench/train_step.py --device cuda         # batch 32, writes bench/results/train_step_cuda.md
+    .venv/bin/python bench/train_step.py --attention explicit sdpa --precision fp32 bf16   # + attention/precision table
 
 Full-size Point-MAE at the ScanObjectNN setting (configs/scanobjectnn_*.yaml: 2048 points, 128 groups
 of 32, 384 wide, 12 blocks, 15 classes). One training step is the trainer's own step (engine.Trainer:
@@ -11,11 +12,17 @@ timed for all methods in one process, alternating methods inside every repetitio
 CUDA max allocated on GPU; on CPU, the growth of the peak resident set size over the model's during
 a few steps, measured in a fresh subprocess per method. Inference latency compares unmerged and
 merged adapters. Inputs are random points (timings do not depend on the shapes).
+
+With several --attention (model.attention: explicit, sdpa) or --precision (fp32, bf16 autocast)
+values, the methods of --compare-methods also run in every other combination, timed in the same
+alternation, and a second table gives each combination's step time (and, on CUDA, the step's peak
+memory above what is resident before it) as a ratio to the first attention and precision listed.
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import json
 import subprocess
 import sys
@@ -35,6 +42,8 @@ LABELS = {"full": "full fine-tuning", "linear": "linear probing (head only)", "l
           "clora": "CLoRA r=8 p=4 (input)", "clora_coto": "CLoRA + CoTo (p=0.5)"}
 CONFIGS = {"full": "scanobjectnn_full.yaml", "linear": "scanobjectnn_full.yaml", "lora": "scanobjectnn_lora.yaml",
            "clora": "scanobjectnn_clora.yaml", "clora_coto": "scanobjectnn_clora_coto.yaml"}
+ATTENTIONS = ("explicit", "sdpa")
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}  # autocast dtype of the step
 COTO_P = 0.5  # CoTo mid-ramp: every block's adapters on with probability 0.5
 NPOINTS = 2048  # ScanObjectNN setting (finetune_scan_hardest.yaml)
 
@@ -109,6 +118,58 @@ def train_step(variant: Variant, batch: Mapping) -> float:
     return float(loss.detach())
 
 
+def set_precision(variant: Variant, precision: str) -> Variant:
+    """The trainer's autocast dtype (its config only enables autocast on CUDA; set it on CPU too)."""
+    variant.trainer.dtype = PRECISIONS[precision]
+    return variant
+
+
+def combo_name(method: str, attention: str, precision: str) -> str:
+    return f"{method}|{attention}|{precision}"
+
+
+def build_combos(args, device) -> Dict[str, Variant]:
+    """Variants of --compare-methods in every (attention, precision) but the first, by combo_name."""
+    out = {}
+    first = (args.attention[0], args.precision[0])
+    for method in args.compare_methods:
+        for attention, precision in itertools.product(args.attention, args.precision):
+            if (attention, precision) != first:
+                v = build_variant(method, device, {**args.model_opts, "attention": attention})
+                out[combo_name(method, attention, precision)] = set_precision(v, precision)
+    return out
+
+
+def cuda_step_peak(variant: Variant, batch: Mapping, device) -> Optional[int]:
+    """Bytes allocated at the peak of one step above what was allocated before it (CUDA only)."""
+    if torch.device(device).type != "cuda":
+        return None
+    synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    train_step(variant, batch)
+    synchronize(device)
+    return torch.cuda.max_memory_allocated(device) - before
+
+
+def combo_table(args, times: Mapping[str, list], peaks: Mapping[str, Optional[int]]) -> str:
+    """Step time (and CUDA step peak) of every combination, as ratios to the first one listed."""
+    rows = []
+    first = (args.attention[0], args.precision[0])
+    for method in args.compare_methods:
+        ref_name = combo_name(method, *first)
+        ref_t, ref_m = median(times[ref_name]), peaks.get(ref_name)
+        for attention, precision in itertools.product(args.attention, args.precision):
+            name = combo_name(method, attention, precision)
+            t, m = median(times[name]), peaks.get(name)
+            rows.append([LABELS[method], attention, precision, f"{t:.0f}", f"{min(times[name]):.0f}",
+                         f"{t / ref_t:.2f}", _mib(m), f"{m / ref_m:.2f}" if m and ref_m else "n/a"])
+    headers = ["method", "attention", "precision", "step median (ms)", "min (ms)",
+               f"time vs {first[0]} {first[1]}", "step peak above resident (MiB, CUDA)",
+               f"memory vs {first[0]} {first[1]}"]
+    return markdown_table(headers, rows)
+
+
 def time_train_steps(variants: Mapping[str, Variant], batch: Mapping, device, warmup: int, reps: int) -> Dict[str, list]:
     """{method: [ms per step] * reps}, methods alternating inside every repetition."""
     for v in variants.values():
@@ -169,7 +230,7 @@ def merged_max_diff(models: Mapping[str, torch.nn.Module], points: torch.Tensor)
 
 # ------------------------------------------------------------------ memory
 def memory_probe(method: str, device, batch: int, steps: int = 3, model_overrides: Optional[Mapping] = None,
-                 npoints: int = NPOINTS) -> dict:
+                 npoints: int = NPOINTS, precision: str = "fp32") -> dict:
     """Peak memory of `steps` training steps of `method` in this process (run it in a fresh one).
 
     CUDA: max allocated (reset after building the model); CPU: VmHWM reset to the RSS after building
@@ -179,7 +240,7 @@ def memory_probe(method: str, device, batch: int, steps: int = 3, model_override
     import gc
 
     device = torch.device(device)
-    v = build_variant(method, device, model_overrides)
+    v = set_precision(build_variant(method, device, model_overrides), precision)
     data = make_batch(batch, npoints, v.model.cls_dim, device)
     gc.collect()
     synchronize(device)
@@ -197,13 +258,13 @@ def memory_probe(method: str, device, batch: int, steps: int = 3, model_override
 
 
 def measure_memory(methods, device, batch: int, steps: int = 3, model_overrides: Optional[Mapping] = None,
-                   npoints: int = NPOINTS) -> Dict[str, dict]:
+                   npoints: int = NPOINTS, precision: str = "fp32") -> Dict[str, dict]:
     """memory_probe of every method, each in a fresh subprocess (nothing left over from the others)."""
     out = {}
     for method in methods:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-probe", method, "--device", str(device),
                "--batch", str(batch), "--memory-steps", str(steps), "--npoints", str(npoints),
-               "--model-opts", json.dumps(dict(model_overrides or {}))]
+               "--model-opts", json.dumps(dict(model_overrides or {})), "--precision", precision]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
         if proc.returncode != 0:
             raise RuntimeError(f"memory probe of {method!r} failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
@@ -255,6 +316,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--memory-steps", type=int, default=3)
     p.add_argument("--no-memory", action="store_true", help="skip the per-method memory subprocesses")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--attention", nargs="+", default=["explicit"], choices=ATTENTIONS,
+                   help="model.attention values; the first is the main table's, the others go to the second table")
+    p.add_argument("--precision", nargs="+", default=["fp32"], choices=list(PRECISIONS),
+                   help="autocast dtypes of the step; the first is the main table's")
+    p.add_argument("--compare-methods", nargs="+", default=None, choices=METHODS,
+                   help="methods run in every attention/precision (default: all on cuda, full and clora on cpu)")
     p.add_argument("--model-opts", default="{}", help="JSON of model overrides (tests: tiny widths)")
     p.add_argument("--out", default=None, help="result file (default bench/results/train_step_<device>.md)")
     p.add_argument("--memory-probe", default=None, choices=METHODS, help=argparse.SUPPRESS)
@@ -270,6 +337,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--model-opts: expected a JSON object, got {args.model_opts!r} ({err})")
     if "full" not in args.methods:
         p.error("--methods: 'full' is needed, every ratio is to full fine-tuning")
+    if args.compare_methods is None:
+        args.compare_methods = [m for m in args.methods if args.device == "cuda" or m in ("full", "clora")]
+    missing = [m for m in args.compare_methods if m not in args.methods]
+    if missing:
+        p.error(f"--compare-methods: {missing} are not in --methods {args.methods}")
+    if len(set(args.attention)) != len(args.attention) or len(set(args.precision)) != len(args.precision):
+        p.error("--attention / --precision: each value once")
     return args
 
 
@@ -277,22 +351,38 @@ def run(args) -> str:
     """Times everything, returns the markdown report."""
     device = torch.device(args.device)
     args.header = machine_header(command_line(), f"Training step: {args.device.upper()}")  # date / load at start
-    variants = {m: build_variant(m, device, args.model_opts) for m in args.methods}
+    base_opts = {**args.model_opts, "attention": args.attention[0]}
+    variants = {m: set_precision(build_variant(m, device, base_opts), args.precision[0]) for m in args.methods}
+    combos = build_combos(args, device)
     data = make_batch(args.batch, args.npoints, variants["full"].model.cls_dim, device)
-    times = time_train_steps(variants, data, device, args.warmup, args.reps)
+    times = time_train_steps({**variants, **combos}, data, device, args.warmup, args.reps)
+    combo_times = {combo_name(m, args.attention[0], args.precision[0]): times[m] for m in args.compare_methods}
+    combo_times.update({name: times.pop(name) for name in combos})
+    peaks = {}
+    if combos:
+        both = {**{combo_name(m, args.attention[0], args.precision[0]): variants[m] for m in args.compare_methods},
+                **combos}
+        peaks = {name: cuda_step_peak(v, data, device) for name, v in both.items()}
+    del combos  # frees their models before the memory subprocesses and the inference timing
     memory = None if args.no_memory else measure_memory(args.methods, device, args.batch, args.memory_steps,
-                                                         args.model_opts, args.npoints)
+                                                         base_opts, args.npoints, args.precision[0])
     make_adapters_nonzero(variants)
     models = inference_models(variants)
     inf_times = time_inference(models, data["points"], device, args.warmup, args.reps)
     diffs = merged_max_diff(models, data["points"])
-    return report(args, times, variants, memory, inf_times, diffs)
+    text = report(args, times, variants, memory, inf_times, diffs)
+    if len(combo_times) > len(args.compare_methods):
+        text += ("\n## Attention and precision\n\n" + f"Same steps and alternation as above (batch {args.batch}); "
+                 f"ratios are to {args.attention[0]} attention in {args.precision[0]} for the same method.\n\n"
+                 + combo_table(args, combo_times, peaks))
+    return text
 
 
 def report(args, times, variants, memory, inf_times, diffs) -> str:
     cfg = variants["full"].model
     setting = (f"Point-MAE {cfg.trans_dim} wide, {cfg.depth} blocks, {cfg.num_group} groups of {cfg.group_size}, "
-               f"{args.npoints} points, batch {args.batch}, {args.reps} timed steps per method after "
+               f"{args.npoints} points, batch {args.batch}, attention {args.attention[0]}, "
+               f"{args.precision[0]}, {args.reps} timed steps per method after "
                f"{args.warmup} warm-up steps, methods alternating within each repetition.")
     mem_note = ("" if memory is None else
                 f"Step memory: peak minus memory before the first step, in a fresh process per method "
@@ -308,7 +398,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.memory_probe:
         print(json.dumps(memory_probe(args.memory_probe, args.device, args.batch, args.memory_steps,
-                                      args.model_opts, args.npoints)))
+                                      args.model_opts, args.npoints, args.precision[0])))
         return 0
     text = run(args)
     print(text)

@@ -58,7 +58,7 @@ FAILED=0
 {
   echo "# GPU check ($DEVICE$([ "$SMALL" = 1 ] && echo ', small sizes: a dry run'))"
   echo
-  echo "- started: $(date -u '+%Y-%m-%d %H:%M:%S UTC') on $(hostname), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "- started: $(date -u '+%Y-%m-%d %H:%M:%S UTC') on $(cat /proc/sys/kernel/hostname 2>/dev/null || echo unknown), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo ' (+ uncommitted changes)')"
   echo "- python: $PY; OUT: $OUT"
   echo

@@ -324,6 +324,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="methods run in every attention/precision (default: all on cuda, full and clora on cpu)")
     p.add_argument("--model-opts", default="{}", help="JSON of model overrides (tests: tiny widths)")
     p.add_argument("--out", default=None, help="result file (default bench/results/train_step_<device>.md)")
+    p.add_argument("--no-inference", action="store_true", help="skip the unmerged/merged inference timing")
+    p.add_argument("--append", action="store_true", help="append the report (own header) to --out instead of replacing it")
     p.add_argument("--memory-probe", default=None, choices=METHODS, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -366,10 +368,12 @@ def run(args) -> str:
     del combos  # frees their models before the memory subprocesses and the inference timing
     memory = None if args.no_memory else measure_memory(args.methods, device, args.batch, args.memory_steps,
                                                          base_opts, args.npoints, args.precision[0])
-    make_adapters_nonzero(variants)
-    models = inference_models(variants)
-    inf_times = time_inference(models, data["points"], device, args.warmup, args.reps)
-    diffs = merged_max_diff(models, data["points"])
+    inf_times, diffs = None, {}
+    if not args.no_inference:
+        make_adapters_nonzero(variants)
+        models = inference_models(variants)
+        inf_times = time_inference(models, data["points"], device, args.warmup, args.reps)
+        diffs = merged_max_diff(models, data["points"])
     text = report(args, times, variants, memory, inf_times, diffs)
     if len(combo_times) > len(args.compare_methods):
         text += ("\n## Attention and precision\n\n" + f"Same steps and alternation as above (batch {args.batch}); "
@@ -391,7 +395,8 @@ def report(args, times, variants, memory, inf_times, diffs) -> str:
     header = getattr(args, "header", None) or machine_header(command_line(), f"Training step: {args.device.upper()}")
     return (header + f"- load average at the end: {load_average()}\n\n" + setting + "\n\n"
             + step_table(times, variants, memory) + "\n" + mem_note
-            + "## Inference latency, unmerged vs merged adapters\n\n" + inference_table(inf_times, diffs))
+            + ("" if inf_times is None else
+               "## Inference latency, unmerged vs merged adapters\n\n" + inference_table(inf_times, diffs)))
 
 
 def main(argv=None) -> int:
@@ -403,6 +408,8 @@ def main(argv=None) -> int:
     text = run(args)
     print(text)
     out = Path(args.out) if args.out else RESULTS_DIR / f"train_step_{args.device}.md"
+    if args.append and out.exists():
+        text = out.read_text().rstrip("\n") + "\n\n#" + text  # its title one level down
     write_result(out, text)
     print(f"written {out}")
     return 0

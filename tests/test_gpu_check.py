@@ -69,3 +69,16 @@ def test_train_step_attention_precision_table(tmp_path):
     assert rows[0].split("|")[2:4] == [" explicit ", " fp32 "] and rows[0].split("|")[6].strip() == "1.00"
     with pytest.raises(SystemExit):
         train_step.parse_args(["--compare-methods", "lora", "--methods", "full"])
+
+
+def test_train_step_append_keeps_the_earlier_report(tmp_path):
+    torch.set_num_threads(1)
+    out = tmp_path / "ts.md"
+    out.write_text("# Training step: CPU\n\nthe earlier run\n")
+    tiny = '{"trans_dim": 32, "encoder_dims": 32, "depth": 1, "num_heads": 2, "num_group": 8, "group_size": 8}'
+    assert train_step.main(["--methods", "full", "--attention", "explicit", "sdpa", "--reps", "1", "--warmup", "0",
+                            "--no-memory", "--no-inference", "--batch", "2", "--npoints", "64", "--model-opts", tiny,
+                            "--append", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert text.startswith("# Training step: CPU\n\nthe earlier run\n\n## Training step: CPU\n")
+    assert "Inference latency" not in text and text.count("| full fine-tuning | sdpa | fp32 |") == 1

@@ -20,6 +20,7 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 import torch
 
 from pointclora.io import atomic_write_text
+from pointclora.sweep.report import markdown_table, mean_std  # noqa: F401  (one definition, re-exported)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
@@ -135,14 +136,6 @@ def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 
 
-def mean_std(values: Sequence[float]) -> tuple:
-    """(mean, sample standard deviation; 0 for one value)."""
-    if not values:
-        raise ValueError("values: expected at least one number, got an empty sequence")
-    mean = float(statistics.fmean(values))
-    return mean, (float(statistics.stdev(values)) if len(values) > 1 else 0.0)
-
-
 # ------------------------------------------------------------------ memory (CPU)
 def rss_bytes(field: str = "VmRSS") -> Optional[int]:
     """This process's resident set size (VmRSS) or its high-water mark (VmHWM), in bytes."""
@@ -165,15 +158,6 @@ def reset_peak_rss() -> bool:
 
 
 # ------------------------------------------------------------------ output
-def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
-    """A GitHub markdown table; floats are printed as given (format them before)."""
-    rows = [list(map(str, r)) for r in rows]
-    for r in rows:
-        if len(r) != len(headers):
-            raise ValueError(f"rows: every row needs {len(headers)} cells ({list(headers)}), got {r}")
-    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(out) + "\n"
 
 
 def write_result(path: Path, text: str) -> Path:

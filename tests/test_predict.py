@@ -111,6 +111,25 @@ def test_adapter_file_with_its_backbone_equals_the_checkpoint(cls_run, tmp_path,
     assert err.startswith("error: --ckpts: ") and "come from no file" in err and "cls_head_finetune" in err
 
 
+def test_plain_fine_tuned_weights_predict_like_the_checkpoint(cls_run, tmp_path):
+    """A full state dict (here: the checkpoint's adapters merged into the weights) needs no adapter file."""
+    from pointclora.adapters import merge_and_unload
+    from pointclora.engine import predict as P
+
+    (path,) = write_formats(tmp_path, _raw_test_shape(cls_run["root"]))[:1]
+    ckpt = P.training_checkpoint([str(cls_run["out"] / "ckpt-best.pth")])
+    merged = merge_and_unload(P.load_model(ckpt["config"], [str(cls_run["out"] / "ckpt-best.pth")], ckpt))
+    torch.save(merged.state_dict(), tmp_path / "merged.pth")
+    tops = []
+    for ckpts in ([cls_run["out"] / "ckpt-best.pth"], [tmp_path / "merged.pth"]):
+        out = tmp_path / f"{len(tops)}.json"
+        argv = ["--config", str(cls_run["cfg"]), "--device", "cpu", "--files", str(path), "--out", str(out)]
+        assert PREDICT.main(argv + ["--ckpts", *map(str, ckpts)]) == 0
+        tops.append(json.loads(out.read_text())["files"][0]["top"])
+    assert [t["index"] for t in tops[0]] == [t["index"] for t in tops[1]]
+    assert np.allclose([t["prob"] for t in tops[0]], [t["prob"] for t in tops[1]], atol=1e-5)
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--vote", "0"], "--vote / --top: expected >= 1"),
     (["--category", "Chair"], "--category: only for part segmentation models"),

@@ -100,9 +100,14 @@ def _pm(stat: Mapping) -> str:
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+    """A GitHub markdown table; floats are printed as given (format them before)."""
+    rows = [list(map(str, r)) for r in rows]
+    for r in rows:
+        if len(r) != len(headers):
+            raise ValueError(f"rows: every row needs {len(headers)} cells ({list(headers)}), got {r}")
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out) + "\n"
 
 
 def settings_table(settings: Sequence[dict], label_of) -> str:

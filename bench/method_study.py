@@ -36,8 +36,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench.common
 
 from bench.common import (REPO_ROOT, RESULTS_DIR, command_line, machine_header, markdown_table, mean_std,
                           write_result)
-from pointclora import sweep
-from pointclora.sweep import grid as sweep_grid
+from pointclora import sweep  # noqa: E402
+from pointclora.adapters import adapter_layers, group_adapters_by_block, merge_and_unload  # noqa: E402
+from pointclora.config import load_config, save_config  # noqa: E402
+from pointclora.engine import builders as B  # noqa: E402
+from pointclora.engine.checkpoint import load_checkpoint, load_model_state  # noqa: E402
+from pointclora.engine.distributed import DistInfo  # noqa: E402
+from pointclora.engine.tasks import ClassificationTask  # noqa: E402
+from pointclora.factory import build_model_with_adapters, splits  # noqa: E402
+from pointclora.sweep import grid as sweep_grid  # noqa: E402
 
 METHODS = sweep_grid.METHODS
 LABELS = sweep_grid.LABELS
@@ -58,7 +65,6 @@ def adapter_section(method: str) -> Optional[dict]:
 def task_opts(task: str, epochs: int, model_overrides: Optional[Mapping] = None,
               dataset_overrides: Optional[Mapping] = None) -> List[str]:
     """--opts of the demo recipe on ScanObjectNN variant `task` for `epochs` epochs (every method)."""
-    from pointclora.config import load_config
 
     warmup = min(int(load_config(BASE_CONFIG)["scheduler"].get("warmup_epochs", 0)), max(int(epochs) - 1, 0))
     opts = [f"dataset.variant={task}", f"train.epochs={int(epochs)}", f"scheduler.warmup_epochs={warmup}"]
@@ -75,7 +81,6 @@ def run_config(method: str, task: str, epochs: int, model_overrides: Optional[Ma
 
 def pretrain_config(epochs: Optional[int], model_overrides: Optional[Mapping] = None,
                     dataset_overrides: Optional[Mapping] = None) -> dict:
-    from pointclora.config import load_config
 
     cfg = load_config(PRETRAIN_CONFIG)
     cfg["model"].update(model_overrides or {})
@@ -87,7 +92,6 @@ def pretrain_config(epochs: Optional[int], model_overrides: Optional[Mapping] = 
 
 
 def write_config(cfg: Mapping, path: Path) -> Path:
-    from pointclora.config import save_config
 
     save_config(cfg, path)
     return path
@@ -188,12 +192,9 @@ def read_run(path: Path) -> dict:
 
 def load_run_model(path: Path) -> tuple:
     """(model in eval mode with its best weights, its resolved config) of a finished run."""
-    from pointclora.config import load_config
-    from pointclora.engine import builders as B
-    from pointclora.engine.checkpoint import load_checkpoint, load_model_state
 
     cfg = load_config(path / "config.yaml")
-    model, _ = B.build_model_with_adapters(cfg, None)
+    model, _ = build_model_with_adapters(cfg, None)
     ckpt = path / "ckpt-best.pth"
     load_model_state(model, load_checkpoint(ckpt)["model"], ckpt)
     return model.eval(), cfg
@@ -204,14 +205,11 @@ _TEST_SETS: Dict[str, object] = {}
 
 def test_accuracy(model: torch.nn.Module, cfg: Mapping) -> float:
     """Overall accuracy (%) of `model` on the test split of cfg's dataset, as the trainer computes it."""
-    from pointclora.engine import builders as B
-    from pointclora.engine.distributed import DistInfo
-    from pointclora.engine.tasks import ClassificationTask
 
     info = DistInfo()
     key = json.dumps(cfg["dataset"], sort_keys=True, default=str)
     if key not in _TEST_SETS:
-        _, _, test_split = B.splits(cfg["dataset"])
+        _, _, test_split = splits(cfg["dataset"])
         _TEST_SETS[key] = B.build_datasets(cfg["dataset"], info, [test_split])[test_split]
     task = ClassificationTask(int(cfg["model"]["cls_dim"]))
     meter = task.new_meter(info.device)
@@ -225,7 +223,6 @@ def test_accuracy(model: torch.nn.Module, cfg: Mapping) -> float:
 # ------------------------------------------------------------------ CoTo's claims
 def prune_every_other_block(model: torch.nn.Module, keep_even: bool = True) -> List[str]:
     """Switches off (disabled=True) the adapters of blocks 1, 3, 5, ...; returns the pruned block names."""
-    from pointclora.adapters import group_adapters_by_block
 
     pruned = []
     for i, (name, layers) in enumerate(group_adapters_by_block(model).items()):
@@ -240,7 +237,6 @@ def prune_every_other_block(model: torch.nn.Module, keep_even: bool = True) -> L
 
 def merged_linear_weights(model: torch.nn.Module) -> Dict[str, torch.Tensor]:
     """{name of adapted Linear: its merged weight W0 + dW (out, in)} without touching the model."""
-    from pointclora.adapters import adapter_layers
 
     return {name: layer.merged_weight().detach().clone() for name, layer in adapter_layers(model)}
 
@@ -248,7 +244,6 @@ def merged_linear_weights(model: torch.nn.Module) -> Dict[str, torch.Tensor]:
 def merge_two(model_a: torch.nn.Module, model_b: torch.nn.Module, keep_head_of: torch.nn.Module) -> torch.nn.Module:
     """A plain model whose adapted layers hold W0 + (dW_a + dW_b) / 2 and whose head, class token and
     every other tensor come from `keep_head_of` (one of the two). The backbone W0 must be shared."""
-    from pointclora.adapters import merge_and_unload
 
     wa, wb = merged_linear_weights(model_a), merged_linear_weights(model_b)
     if set(wa) != set(wb):

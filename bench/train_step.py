@@ -36,6 +36,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench.common
 
 from bench.common import (RESULTS_DIR, command_line, load_average, machine_header, markdown_table, median,
                           reset_peak_rss, rss_bytes, synchronize, time_alternating, write_result)
+from pointclora.adapters import CoToScheduler, adapter_layers, count_parameters, merge_adapters  # noqa: E402
+from pointclora.config import load_config  # noqa: E402
+from pointclora.engine import builders as B  # noqa: E402
+from pointclora.engine.distributed import DistInfo  # noqa: E402
+from pointclora.engine.optim import build_optimizer, build_scheduler  # noqa: E402
+from pointclora.engine.tasks import ClassificationTask  # noqa: E402
+from pointclora.engine.trainer import Trainer  # noqa: E402
+from pointclora.factory import build_model_with_adapters  # noqa: E402
 
 METHODS = ("full", "linear", "lora", "clora", "clora_coto")
 LABELS = {"full": "full fine-tuning", "linear": "linear probing (head only)", "lora": "LoRA r=8 (qkv)",
@@ -50,7 +58,6 @@ NPOINTS = 2048  # ScanObjectNN setting (finetune_scan_hardest.yaml)
 
 def method_config(method: str, model_overrides: Optional[Mapping] = None) -> dict:
     """The shipped ScanObjectNN config of `method`; linear probing trains cls_head_finetune only."""
-    from pointclora.config import load_config
 
     if method not in CONFIGS:
         raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
@@ -74,16 +81,10 @@ class Variant:
 def build_variant(method: str, device: torch.device, model_overrides: Optional[Mapping] = None,
                   seed: int = 0) -> Variant:
     """Model + adapters + AdamW + CoTo (fixed at p=0.5) + engine.Trainer, as tools/train.py builds them."""
-    from pointclora.adapters import CoToScheduler
-    from pointclora.engine import builders as B
-    from pointclora.engine.distributed import DistInfo
-    from pointclora.engine.optim import build_optimizer, build_scheduler
-    from pointclora.engine.tasks import ClassificationTask
-    from pointclora.engine.trainer import Trainer
 
     cfg = method_config(method, model_overrides)
     B.set_seed(seed)
-    model, adapter_cfg = B.build_model_with_adapters(cfg, None)
+    model, adapter_cfg = build_model_with_adapters(cfg, None)
     model = model.to(device).train()
     optimizer = build_optimizer(model, cfg["optimizer"])
     scheduler = build_scheduler(optimizer, cfg.get("scheduler", {}), int(cfg["train"]["epochs"]))
@@ -94,7 +95,7 @@ def build_variant(method: str, device: torch.device, model_overrides: Optional[M
     regularize = adapter_cfg is not None and adapter_cfg.sade_weight > 0
     trainer = Trainer(model, ClassificationTask(int(cfg["model"]["cls_dim"])), optimizer, scheduler,
                       DistInfo(device=torch.device(device)), cfg, coto=coto, use_regularizer=regularize)
-    return Variant(method, model, trainer, B.count_params(model))
+    return Variant(method, model, trainer, count_parameters(model))
 
 
 def make_batch(batch: int, npoints: int, num_classes: int, device, seed: int = 0) -> dict:
@@ -108,13 +109,7 @@ def make_batch(batch: int, npoints: int, num_classes: int, device, seed: int = 0
 
 def train_step(variant: Variant, batch: Mapping) -> float:
     """One optimizer step through the trainer's code path; returns the loss."""
-    from pointclora.engine.trainer import autocast
-
-    trainer = variant.trainer
-    with autocast(trainer.info.device, trainer.dtype):
-        logits = trainer.task.forward(variant.model, batch)
-    loss = trainer._loss(logits, batch)
-    trainer._step(loss)
+    loss, _ = variant.trainer.train_step(batch)
     return float(loss.detach())
 
 
@@ -180,7 +175,6 @@ def time_train_steps(variants: Mapping[str, Variant], batch: Mapping, device, wa
 
 def inference_models(variants: Mapping[str, Variant]) -> Dict[str, torch.nn.Module]:
     """Eval-mode models: the backbone (full), and unmerged / merged copies of LoRA and CLoRA."""
-    from pointclora.adapters import merge_adapters
 
     out = {}
     if "full" in variants:
@@ -196,7 +190,6 @@ def inference_models(variants: Mapping[str, Variant]) -> Dict[str, torch.nn.Modu
 
 def make_adapters_nonzero(variants: Mapping[str, Variant], seed: int = 0) -> None:
     """Random adapter updates (B / Q are zero at init), so merged vs unmerged compares real deltas."""
-    from pointclora.adapters import adapter_layers
 
     gen = torch.Generator().manual_seed(seed)
     for v in variants.values():

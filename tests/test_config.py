@@ -174,3 +174,32 @@ def test_scanobjectnn_clora_is_the_public_recipe():
     assert load_config("scanobjectnn_objbg_clora.yaml")["dataset"]["variant"] == "OBJ_BG"
     assert load_config("scanobjectnn_objonly_full.yaml")["dataset"]["variant"] == "OBJ_ONLY"
     assert load_config("scanobjectnn_clora_coto.yaml")["adapter"]["coto"] is True
+
+
+def test_schema_is_derived_from_the_sections_and_constructors(tmp_path):
+    """A constructor keyword is a config key (no second list); typed sections hold the defaults."""
+    from pointclora.models import MODELS, PointMAE
+    from pointclora.sections import OptimizerConfig, TrainConfig, build_schema, section
+
+    class Wider(PointMAE):
+        def __init__(self, *, width_factor: float = 1.0, **kw):
+            super().__init__(**kw)
+
+    schema, limits = build_schema()
+    assert schema["train"]["seed"] is int and schema["optimizer"]["lr"] == (int, float)
+    assert limits.minimum["train.epochs"] == (1, True) and limits.choices["dataset.on_bad_file"] == ("error", "skip")
+    assert "width_factor" not in schema["model"]
+    MODELS["Wider"] = Wider
+    try:
+        assert build_schema()[0]["model"]["width_factor"] == (int, float)
+        path = tmp_path / "c.yaml"
+        path.write_text(f"_base_: {CONFIG_DIR}/demo_clora.yaml\nmodel: {{width_factor: 2}}\n")
+        assert load_config(path)["model"]["width_factor"] == 2
+        path.write_text(f"_base_: {CONFIG_DIR}/demo_clora.yaml\nmodel: {{width_factor: wide}}\n")
+        with pytest.raises(ConfigError, match=r"c.yaml: key 'model.width_factor' must be int or float"):
+            load_config(path)
+    finally:
+        del MODELS["Wider"]
+    train = section(TrainConfig, {"epochs": 3, "batch_size": 4})
+    assert (train.seed, train.val_freq, train.grad_clip, train.eval_batch_size) == (0, 1, 10.0, 4)
+    assert section(OptimizerConfig, {"lr": 1e-3}).weight_decay == 0.05

@@ -52,3 +52,38 @@ def test_no_adapter_section_is_full_fine_tuning():
 def test_bad_mapping_names_the_key(cfg, opts, message):
     with pytest.raises(ConfigError, match=message):
         pointclora.build_model_from_config(cfg, opts)
+
+
+def test_part_segmentation_trains_its_own_head_by_default():
+    """No trainable_modules in the adapter section: the model's HEAD_MODULES (the shipped
+    shapenetpart_clora.yaml names none)."""
+    model = pointclora.build_model_from_config({"model": tiny_model_config("PointMAEPartSeg", num_categories=4),
+                                                "adapter": {"method": "lora", "rank": 2}})
+    heads = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad and "lora_" not in n}
+    assert heads == {"label_conv", "propagation_0", "convs1", "convs2", "convs3", "bns1", "bns2"}
+
+
+def test_models_describe_themselves():
+    from pointclora.adapters import CoToScheduler, group_adapters_by_block
+    from pointclora.models import model_class
+
+    assert [model_class({"NAME": n}).TASK for n in ("PointMAE", "PointTransformer", "PointMAEPartSeg", "Point_MAE")] \
+        == ["classification", "classification", "part_segmentation", "pretrain"]
+    model = pointclora.build_model_from_config({"model": tiny_model_config(depth=3), "adapter": {"method": "lora",
+                                                                                               "rank": 2}})
+    assert [name for name, _ in model.transformer_blocks()] == [f"blocks.blocks.{i}" for i in range(3)]
+    assert list(group_adapters_by_block(model)) == [f"blocks.blocks.{i}" for i in range(3)]
+    assert len(CoToScheduler(model, total_steps=10).group_names) == 3
+
+
+def test_run_tool_turns_user_errors_into_one_line_and_exit_2(capsys):
+    from pointclora.cli import run_tool
+
+    def bad():
+        raise KeyError("model.NAME: unknown 'X'")
+
+    assert run_tool(bad) == 2
+    assert capsys.readouterr().err == "error: model.NAME: unknown 'X'\n"
+    assert run_tool(lambda: 0) == 0 and run_tool(lambda: None) == 0
+    with pytest.raises(RuntimeError):
+        run_tool(lambda: (_ for _ in ()).throw(RuntimeError("a bug keeps its traceback")))

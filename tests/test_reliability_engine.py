@@ -362,7 +362,7 @@ def pretrain(config: Path, out: Path, *extra: str) -> int:
 
 def test_pretrain_kill_resume_ctrl_c_and_changed_config(data, tmp_path, capsys, monkeypatch):
     from pointclora.engine.logging import RunLogger
-    from pointclora.engine.pretrain import PretrainTrainer
+    from pointclora.engine.trainer import Trainer as PretrainTrainer  # the one trainer of every task
 
     config = pretrain_config(tmp_path, data)
     straight = tmp_path / "straight"

@@ -14,38 +14,22 @@ Bad input (missing data, unknown model or dataset) stops with one message before
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout too
 
+from pointclora.engine.options import PRETRAIN, RunOptions, parse_options  # noqa: E402
+from pointclora.engine.runner import main as run, run_cli  # noqa: E402
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", required=True, help="YAML config: a path, or a file name in configs/")
-    p.add_argument("--ckpts", default=None, help="Point-MAE pre-training checkpoint to continue from")
-    p.add_argument("--resume", action="store_true", help="continue from <output_dir>/ckpt-last.pth")
-    p.add_argument("--resume-override", action="store_true",
-                   help="--resume with a changed config: apply the changed keys (refused without this flag)")
-    p.add_argument("--seed", type=int, default=None, help="overrides train.seed")
-    p.add_argument("--output-dir", default=None, help="overrides output_dir")
-    p.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="config overrides, e.g. train.epochs=10 model.mask_ratio=0.75")
-    p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
-    p.add_argument("--max-epochs-this-run", type=int, default=None,
-                   help="stop after this many epochs (the run continues later with --resume)")
-    args = p.parse_args(argv)
-    args.test = False  # the shared config resolution also serves `tools/train.py --test`
-    return args
+
+def parse_args(argv=None) -> RunOptions:
+    return parse_options(PRETRAIN, __doc__.split("\n\n")[0], argv)
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    from pointclora.engine.pretrain import main as run
-    from pointclora.engine.runner import run_cli
+    return run_cli(run, parse_args(argv))
 
-    return run_cli(run, args)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -14,11 +14,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..adapters import count_parameters
 from ..config import resolve_path
 from ..datasets import demo as demo_data
 from ..datasets.heldout import HELDOUT, carve, check_fraction
-from ..factory import build_model_with_adapters, build_split, load_backbone, splits  # noqa: F401 (engine's names)
+from ..factory import build_split
+from ..models.grouping import Group
+from ..sections import TrainConfig, section
 from .data_errors import SkipBadFiles
 from .distributed import DistInfo, ShardSampler, barrier, train_sampler
 
@@ -88,8 +89,6 @@ def build_datasets(cfg_dataset: Mapping, info: DistInfo, names: list[str], train
 
 def check_model_fits_data(model: torch.nn.Module, cfg_dataset: Mapping, dataset) -> None:
     """A model whose patches need more points than a cloud has can never train: ValueError."""
-    from ..models.grouping import Group
-
     npoints = int(cfg_dataset.get("npoints", getattr(dataset, "npoints", 0)) or 0)
     for module in model.modules():
         if isinstance(module, Group) and npoints:
@@ -120,27 +119,23 @@ def steps_per_epoch(dataset, cfg_train: Mapping, info: DistInfo) -> int:
 
 
 def train_loader(dataset, cfg_train: Mapping, info: DistInfo, generator: torch.Generator) -> DataLoader:
-    batch = per_rank_batch(int(cfg_train["batch_size"]), info, "train.batch_size")
+    train = section(TrainConfig, cfg_train)
+    batch = per_rank_batch(train.batch_size, info, "train.batch_size")
     steps_per_epoch(dataset, cfg_train, info)
     return DataLoader(
-        dataset, batch_size=batch, sampler=train_sampler(dataset, info, int(cfg_train.get("seed", 0))),
-        num_workers=int(cfg_train.get("num_workers", 0)), drop_last=True,
-        pin_memory=bool(cfg_train.get("pin_memory", False)) and info.device.type == "cuda",
+        dataset, batch_size=batch, sampler=train_sampler(dataset, info, train.seed),
+        num_workers=train.num_workers, drop_last=True, pin_memory=train.pin_memory and info.device.type == "cuda",
         worker_init_fn=seed_worker, generator=generator,
     )
 
 
 def eval_loader(dataset, cfg_train: Mapping, info: DistInfo) -> DataLoader:
     """Unshuffled, unpadded shard per rank: summed metrics equal single-process ones."""
-    total = int(cfg_train.get("val_batch_size", cfg_train["batch_size"]))
+    train = section(TrainConfig, cfg_train)
     return DataLoader(
-        dataset, batch_size=max(1, total // info.world_size), sampler=ShardSampler(dataset, info.rank, info.world_size),
-        num_workers=int(cfg_train.get("num_workers", 0)), drop_last=False,
-        pin_memory=bool(cfg_train.get("pin_memory", False)) and info.device.type == "cuda",
+        dataset, batch_size=max(1, train.eval_batch_size // info.world_size),
+        sampler=ShardSampler(dataset, info.rank, info.world_size), num_workers=train.num_workers, drop_last=False,
+        pin_memory=train.pin_memory and info.device.type == "cuda",
         worker_init_fn=seed_worker, generator=torch.Generator().manual_seed(0),  # keeps the global RNG untouched
     )
 
-
-def count_params(model: torch.nn.Module) -> dict:
-    """{'total', 'trainable', 'adapter', 'head'} (adapter/head from the adapters package)."""
-    return dict(count_parameters(model))

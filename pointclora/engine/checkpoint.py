@@ -9,13 +9,14 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 import torch
 
+from ..io import atomic_path, atomic_write_text
+from ..models.checkpoint import load_weights_only
 from .faults import writing
 
 REQUIRED_KEYS = ("model", "optimizer", "scheduler", "epoch", "best", "rng", "config")
@@ -26,19 +27,9 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     leaves either the old file or the new one, never a truncated one. A failed write (full disk)
     raises WriteError naming `path` and saying that its previous version is intact."""
     path = Path(path)
-    with writing(path, "checkpoint" if path.suffix == ".pth" else "file"):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(obj, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+    with writing(path, "checkpoint" if path.suffix == ".pth" else "file"), atomic_path(path, fsync=True) as tmp:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
     return path
 
 
@@ -46,14 +37,7 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Writes a small text file (results.json) through a temporary file; WriteError when it fails."""
     path = Path(path)
     with writing(path):
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_write_text(path, text)
     return path
 
 
@@ -62,20 +46,12 @@ def atomic_link(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     system has none), atomically. Safe because files here are only ever replaced, never rewritten
     in place: a later atomic_save to either name leaves the other one intact."""
     src, dst = Path(src), Path(dst)
-    with writing(dst, "checkpoint"):
-        fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-        os.close(fd)
+    with writing(dst, "checkpoint"), atomic_path(dst) as tmp:
+        os.unlink(tmp)
         try:
-            os.unlink(tmp)
-            try:
-                os.link(src, tmp)
-            except OSError:
-                shutil.copyfile(src, tmp)
-            os.replace(tmp, dst)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
     return dst
 
 
@@ -101,8 +77,6 @@ def set_rng_state(state: Mapping) -> None:
 def load_checkpoint(path: str | os.PathLike, required: tuple = REQUIRED_KEYS) -> dict:
     """Loads a training checkpoint on CPU with weights_only=True (tensors, plain containers and the
     numpy RNG state: a copied run folder cannot run code); FileNotFoundError / ValueError name the file."""
-    from ..models.checkpoint import load_weights_only
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint '{path}' not found")

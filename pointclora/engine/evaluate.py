@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Mapping
 
 import numpy as np
 import torch
 
+from ..config import resolve_path
 from ..io import save_predictions
-from . import builders as B
-from .checkpoint import REQUIRED_KEYS, load_model_state
+from ..models import load_pretrained
+from ..models.checkpoint import load_weights_only
+from .checkpoint import REQUIRED_KEYS, load_model_state, write_text_atomic
 from .distributed import DistInfo
+from .options import preflight
+from .setup import build_run, run_splits
 from .trainer import Trainer
 
 
@@ -25,9 +29,6 @@ def _load_weights(model: torch.nn.Module, path: Path) -> dict:
     """Loads `path` into the model; returns the stored best metric ({} for a bare state dict).
 
     --ckpts may be a downloaded file: it is read with weights_only=True (no code runs)."""
-    from ..models import load_pretrained
-    from ..models.checkpoint import load_weights_only
-
     obj = load_weights_only(str(path))
     if isinstance(obj, dict) and all(k in obj for k in REQUIRED_KEYS):
         load_model_state(model, obj["model"], path)
@@ -55,27 +56,30 @@ def _gather_predictions(preds: Mapping[str, torch.Tensor], info: DistInfo) -> di
     return out
 
 
-def evaluate_checkpoint(cfg: dict, args, info: DistInfo, setup: Callable, preflight: Callable) -> dict:
-    """setup: runner._setup; preflight: the context turning input errors into one message."""
+def evaluate_checkpoint(cfg: dict, options, info: DistInfo) -> dict:
+    """options: the run's RunOptions (ckpts: the checkpoint, default <output_dir>/ckpt-best.pth; vote;
+    save_predictions). Bad input raises SetupError before the evaluation starts."""
+    args = options
     out = Path(cfg["output_dir"]).expanduser().resolve()
     with preflight():
-        path = B.resolve_path(args.ckpts) if args.ckpts else out / "ckpt-best.pth"
+        path = resolve_path(args.ckpts) if args.ckpts else out / "ckpt-best.pth"
         if not path.is_file():
             raise FileNotFoundError(f"--test: checkpoint '{path}' not found (train first, or pass --ckpts)")
         if args.vote < 1:
             raise ValueError(f"--vote must be >= 1, got {args.vote}")
-        _, _, test_split = B.splits(cfg["dataset"])
-        dsets, task, model, _ = setup(cfg, info, [test_split], None)
+        test_split = run_splits(cfg["dataset"], args.mode)[2]
+        run = build_run(cfg, info, args.mode, None, [test_split])
+        dsets, task, model = run.datasets, run.task, run.model
         stored = _load_weights(model, path)
     trainer = Trainer(model, task, None, None, info, cfg)
-    loader = B.eval_loader(dsets[test_split], cfg["train"], info)
+    loader = run.loader(test_split)
     metrics, preds = trainer.evaluate(loader, votes=args.vote, collect=True)
     preds = _gather_predictions(preds, info) if args.save_predictions else None
     result = {"checkpoint": str(path), "split": test_split, "votes": args.vote, "metrics": metrics,
               "stored_best": stored, "world_size": info.world_size}
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "test_results.json").write_text(json.dumps(result, indent=2))
+        write_text_atomic(out / "test_results.json", json.dumps(result, indent=2))
         if preds is not None:
             points = preds.pop("points")
             names = list(getattr(dsets[test_split], "classes", None) or range(task.num_classes))

@@ -17,6 +17,7 @@ from typing import Iterable, Mapping
 
 from tqdm import tqdm
 
+from ..io import atomic_path
 from .faults import writing
 
 
@@ -130,18 +131,12 @@ def write_rows_csv(path: str | os.PathLike, rows: list[dict]) -> None:
     columns: list[str] = []
     for row in rows:
         columns += [k for k in row if k not in columns]
-    tmp = csv_path.with_suffix(".csv.tmp")
-    with writing(csv_path, "metrics file"):
-        try:
-            with open(tmp, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=columns, restval="")
-                writer.writeheader()
-                for row in rows:
-                    writer.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()})
-            os.replace(tmp, csv_path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+    with writing(csv_path, "metrics file"), atomic_path(csv_path) as tmp:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns, restval="")
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()})
 
 
 def plot_curves(rows: list[dict], path: str | os.PathLike) -> Path | None:
@@ -172,13 +167,9 @@ def plot_curves(rows: list[dict], path: str | os.PathLike) -> Path | None:
         ax.legend(fontsize=7)
     fig.tight_layout()
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.plot.tmp")
     try:
-        with writing(path, "plot"):
+        with writing(path, "plot"), atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=100, format="png")
-            os.replace(tmp, path)
     finally:
         plt.close(fig)
-        if tmp.exists():
-            tmp.unlink()
     return path

@@ -11,6 +11,8 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from ..sections import OptimizerConfig, SchedulerConfig, section
+
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Splits trainable parameters into decay / no-decay groups.
@@ -33,15 +35,14 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def build_optimizer(model: nn.Module, cfg: Mapping) -> torch.optim.Optimizer:
-    """cfg: the `optimizer` section (type AdamW, lr, weight_decay, optional betas, eps)."""
-    kind = cfg.get("type", "AdamW")
-    if kind != "AdamW":
-        raise ValueError(f"optimizer.type: only 'AdamW' is supported, got '{kind}'")
-    groups = param_groups(model, float(cfg.get("weight_decay", 0.05)))
+    """cfg: the `optimizer` section (sections.OptimizerConfig: type AdamW, lr, weight_decay, betas, eps)."""
+    opt = section(OptimizerConfig, cfg)
+    if opt.type != "AdamW":
+        raise ValueError(f"optimizer.type: only 'AdamW' is supported, got '{opt.type}'")
+    groups = param_groups(model, float(opt.weight_decay))
     if not groups:
         raise ValueError("optimizer: the model has no trainable parameters (check the adapter config)")
-    betas = tuple(cfg.get("betas", (0.9, 0.999)))
-    return torch.optim.AdamW(groups, lr=float(cfg["lr"]), betas=betas, eps=float(cfg.get("eps", 1e-8)))
+    return torch.optim.AdamW(groups, lr=float(opt.lr), betas=tuple(opt.betas), eps=float(opt.eps))
 
 
 def cosine_lr(epoch: int, base_lr: float, epochs: int, warmup_epochs: int, min_lr: float, warmup_lr: float) -> float:
@@ -94,11 +95,9 @@ class CosineWarmupScheduler:
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Mapping, epochs: int) -> CosineWarmupScheduler:
-    """cfg: the `scheduler` section (type cosine, warmup_epochs, min_lr, warmup_lr)."""
-    kind = cfg.get("type", "cosine")
-    if kind != "cosine":
-        raise ValueError(f"scheduler.type: only 'cosine' is supported, got '{kind}'")
-    return CosineWarmupScheduler(
-        optimizer, epochs, warmup_epochs=int(cfg.get("warmup_epochs", 10)),
-        min_lr=float(cfg.get("min_lr", 1e-6)), warmup_lr=float(cfg.get("warmup_lr", 1e-6)),
-    )
+    """cfg: the `scheduler` section (sections.SchedulerConfig: type cosine, warmup_epochs, min_lr, warmup_lr)."""
+    sched = section(SchedulerConfig, cfg)
+    if sched.type != "cosine":
+        raise ValueError(f"scheduler.type: only 'cosine' is supported, got '{sched.type}'")
+    return CosineWarmupScheduler(optimizer, epochs, warmup_epochs=int(sched.warmup_epochs),
+                                 min_lr=float(sched.min_lr), warmup_lr=float(sched.warmup_lr))

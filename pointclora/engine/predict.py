@@ -22,10 +22,18 @@ from typing import List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from ..datasets.common import pc_normalize
-from ..datasets.pointcloud_folder import read_points
+import cuda_ext
+
+from ..adapters import load_adapter
 from ..config import resolve_path
+from ..datasets import DATASETS, NUM_PARTS, SEG_CLASSES, build_dataset
+from ..datasets.common import pc_normalize
+from ..datasets.modelnet40 import CLASSES
+from ..datasets.pointcloud_folder import read_points
 from ..factory import build_model_with_adapters, dataset_kwargs, splits
+from ..io import atomic_path
+from ..models import build_model, load_pretrained
+from ..models.checkpoint import load_weights_only
 from .checkpoint import REQUIRED_KEYS, load_model_state
 from .distributed import DistInfo
 from .tasks import build_task
@@ -38,8 +46,6 @@ class PredictError(ValueError):
 
 # ---------------------------------------------------------------- weights
 def _read_pth(path: Path):
-    from ..models.checkpoint import load_weights_only
-
     return load_weights_only(str(path))
 
 
@@ -58,8 +64,6 @@ def training_checkpoint(paths: Sequence[str]) -> Optional[dict]:
 
 def load_model(cfg: Mapping, paths: Sequence[str], train_ckpt: Optional[dict]) -> torch.nn.Module:
     """The model of `cfg` with the weights of `paths` (see the module docstring), in eval mode."""
-    from ..adapters import load_adapter
-    from ..models import build_model, load_pretrained
 
     if train_ckpt is not None:
         model, _ = build_model_with_adapters(cfg, None)
@@ -98,8 +102,6 @@ def load_model(cfg: Mapping, paths: Sequence[str], train_ckpt: Optional[dict]) -
 # ---------------------------------------------------------------- points
 def fps(xyz: np.ndarray, npoints: int) -> np.ndarray:
     """(N, 3) -> indices (npoints,) of the furthest point sample from row 0 (the datasets' FPS)."""
-    import cuda_ext
-
     pts = torch.from_numpy(np.ascontiguousarray(xyz, dtype=np.float32))[None]  # (1, N, 3)
     return cuda_ext.furthest_point_sample(pts, npoints)[0].long().numpy()
 
@@ -139,8 +141,6 @@ def read_file(path: str, cfg: Mapping) -> Tuple[np.ndarray, np.ndarray]:
 # ---------------------------------------------------------------- names
 def class_names(cfg: Mapping, num_classes: int) -> List[str]:
     """The dataset's class names (built from the config when its data is present), padded to the head."""
-    from ..datasets import DATASETS, build_dataset
-
     names = None
     try:
         _, _, test_split = splits(cfg["dataset"])
@@ -149,16 +149,12 @@ def class_names(cfg: Mapping, num_classes: int) -> List[str]:
         cls = DATASETS.get(cfg["dataset"].get("NAME"))
         names = list(getattr(cls, "classes", None) or [])
         if not names and cfg["dataset"].get("NAME") == "ModelNet40":
-            from ..datasets.modelnet40 import CLASSES
-
             names = list(CLASSES)
     names = names[:num_classes]
     return names + [f"class_{i}" for i in range(len(names), num_classes)]
 
 
 def build_task_for(cfg: Mapping, names: Optional[List[str]]):
-    from ..datasets import NUM_PARTS, SEG_CLASSES
-
     if str(cfg["model"].get("NAME", "")).endswith("PartSeg"):
         stub = types.SimpleNamespace(NUM_PARTS=NUM_PARTS, seg_classes=SEG_CLASSES, classes=list(SEG_CLASSES))
     else:
@@ -190,8 +186,6 @@ def spread_labels(xyz: np.ndarray, sampled: np.ndarray, labels: np.ndarray) -> n
 
 def write_part_ply(path: Path, xyz: np.ndarray, parts: np.ndarray, colors: np.ndarray) -> Path:
     """Binary little-endian PLY: x y z float, part int, red green blue uchar per vertex."""
-    from ..datasets.pointcloud_io import atomic_path
-
     dtype = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("part", "<i4"),
                       ("red", "u1"), ("green", "u1"), ("blue", "u1")])
     rows = np.empty(len(xyz), dtype=dtype)

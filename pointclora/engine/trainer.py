@@ -1,8 +1,9 @@
-"""Fine-tuning loop: one epoch of training, evaluation with optional voting, and the run state.
+"""The one training loop of every task: an epoch of training, evaluation with optional voting, the run state.
 
-`Trainer` holds everything a checkpoint must restore (model, optimizer, scheduler, scaler,
-CoTo scheduler, RNG states, best metric) so that `--resume` continues a killed run exactly.
-The CLI entry points `fit` and `test` live in runner.py.
+What differs between classification, part segmentation and pre-training (loss, logged values,
+metrics, the best epoch) comes from the task (engine/tasks.py). `Trainer` holds everything a
+checkpoint must restore (model, optimizer, scheduler, scaler, CoTo scheduler, RNG states, best
+metric) so that `--resume` continues a killed run exactly. The fit loop is runner.py's.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Mapping
 
 import torch
 
+from ..sections import TrainConfig, section
 from .checkpoint import load_model_state, rng_state, set_rng_state
 from .distributed import DistInfo, all_reduce_sum, unwrap
 from .logging import Throughput, progress
@@ -46,12 +48,9 @@ class Trainer:
         self.task, self.optimizer, self.scheduler = task, optimizer, scheduler
         self.info, self.cfg, self.coto = info, cfg, coto
         self.use_regularizer = use_regularizer
-        train = cfg["train"]
-        self.epochs = int(train["epochs"])
-        self.grad_clip = train.get("grad_clip", 10.0)
-        self.log_every = int(train.get("log_every", 10))
-        self.seed = int(train.get("seed", 0))
-        self.dtype = amp_dtype(train.get("amp", False), info.device)
+        train = section(TrainConfig, cfg["train"])
+        self.epochs, self.grad_clip, self.log_every, self.seed = train.epochs, train.grad_clip, train.log_every, train.seed
+        self.dtype = amp_dtype(train.amp, info.device)
         self.scaler = torch.amp.GradScaler(info.device.type, enabled=self.dtype == torch.float16)
         self.loader_generator = torch.Generator()
         self.start_epoch = 0
@@ -65,17 +64,16 @@ class Trainer:
     def base(self) -> torch.nn.Module:
         return unwrap(self.model)
 
-    def _loss(self, logits: torch.Tensor, batch: Mapping) -> torch.Tensor:
-        loss = self.base.loss(logits.float(), self.task.target(batch))
-        if isinstance(loss, (tuple, list)):
-            loss = loss[0]
-        if self.use_regularizer:
-            from ..adapters import adapter_regularization
+    def train_step(self, batch: Mapping, where: str = "") -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step on a batch already on the device: forward under autocast, the task's
+        loss, backward, clipping, step. returns (loss, the task's output)."""
+        with autocast(self.info.device, self.dtype):
+            out = self.task.train_output(self.model, batch)
+        loss = self.task.train_loss(self.base, out, batch, self.use_regularizer, where)
+        self.step(loss)
+        return loss, out
 
-            loss = loss + adapter_regularization(self.base)
-        return loss
-
-    def _step(self, loss: torch.Tensor) -> None:
+    def step(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.grad_clip:
@@ -92,7 +90,8 @@ class Trainer:
         self.loader_generator.manual_seed(self.seed * 1_000_003 + epoch * 1009 + self.info.rank)
 
     def train_one_epoch(self, loader, epoch: int) -> dict:
-        """returns {'train/loss', 'train/acc', 'throughput'} averaged over all ranks."""
+        """returns the task's training values ({'train/loss'[, 'train/acc']}) averaged over all ranks,
+        and 'throughput'."""
         self.model.train()
         self.seed_epoch(loader, epoch)
         device = self.info.device
@@ -101,22 +100,17 @@ class Trainer:
         bar = progress(loader, epoch, self.epochs, self.info.is_main)
         for step, batch in enumerate(bar):
             batch = self.task.to_device(batch, device)
-            with autocast(device, self.dtype):
-                logits = self.task.forward(self.model, batch)
-            loss = self._loss(logits, batch)
-            self._step(loss)
+            loss, out = self.train_step(batch, f"epoch {epoch + 1} step {step}")
             n = self.task.count(batch)
             sums[0] += loss.detach().double() * n
-            sums[1] += self.task.correct(logits.detach(), batch).double()
+            sums[1] += self.task.correct(out.detach(), batch).double()
             sums[2] += n
             meter.add(n * self.info.world_size)
             if self.info.is_main and (step % self.log_every == 0 or step == len(loader) - 1):
                 bar.set_postfix(loss=f"{loss.item():.4f}", samples_per_s=f"{meter.rate:.1f}")  # host sync: logging only
         bar.close()
         all_reduce_sum(sums)
-        count = max(sums[2].item(), 1.0)
-        return {"train/loss": sums[0].item() / count, "train/acc": 100.0 * sums[1].item() / count,
-                "throughput": meter.rate}
+        return {**self.task.train_row(sums), "throughput": meter.rate}
 
     @torch.no_grad()
     def evaluate(self, loader, votes: int = 1, collect: bool = False):
@@ -127,13 +121,14 @@ class Trainer:
         meter = self.task.new_meter(device)
         gen = torch.Generator().manual_seed(self.seed + 7919 * self.info.rank)
         preds: dict = {}
-        for batch in loader:
-            batch = self.task.to_device(batch, device)
-            logits = self._vote(model, batch, votes, gen)
-            self.task.update(meter, logits, batch)
-            if collect:
-                for k, v in self.task.predictions(logits, batch, are_probs=votes > 1).items():
-                    preds.setdefault(k, []).append(v.cpu())
+        with self.task.eval_rng(self.info):
+            for batch in loader:
+                batch = self.task.to_device(batch, device)
+                logits = self._vote(model, batch, votes, gen)
+                self.task.update(meter, logits, batch)
+                if collect:
+                    for k, v in self.task.predictions(logits, batch, are_probs=votes > 1).items():
+                        preds.setdefault(k, []).append(v.cpu())
         reduce_meter(meter, all_reduce_sum)
         metrics = meter.compute()
         if collect:
@@ -153,8 +148,7 @@ class Trainer:
         return probs / votes
 
     def improved(self, metrics: Mapping) -> bool:
-        key = self.task.select_key
-        return not self.best or metrics[key] > self.best[key]
+        return self.task.improved(self.best, metrics)
 
     def state_dict(self, epoch: int, rng_all: list, log_rows: list | None = None) -> dict:
         """Checkpoint after `epoch` finished epochs; rng_all: RNG states of every rank; log_rows:

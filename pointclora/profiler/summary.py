@@ -9,7 +9,7 @@ from typing import Dict, List, Mapping, Optional
 import torch
 from torch import nn
 
-from ..adapters import count_parameters, merge_adapters
+from ..adapters import AdapterConfig, MethodConfig, count_parameters, merge_adapters
 from ..factory import build_model_with_adapters
 from . import point_ops_cost
 from .conventions import CONVENTION_OURS, CONVENTION_THOP, CONVENTION_TRAIN
@@ -112,8 +112,6 @@ def merge_note(cfg: Mapping) -> Optional[str]:
     """Why the config's adapters cannot merge (DAPT, IDPT, PointGST), or None when they can."""
     if not cfg.get("adapter"):
         return None
-    from ..adapters import AdapterConfig, MethodConfig
-
     config = AdapterConfig.from_dict(dict(cfg["adapter"]))
     return config.MERGE_NOTE if isinstance(config, MethodConfig) else None
 

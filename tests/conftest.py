@@ -14,6 +14,7 @@ from torch import nn
 
 import cuda_ext
 from pointclora.adapters import adapter_layers
+from pointclora.datasets.demo import make_demo_data
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,6 +70,22 @@ def tiny_model_config(name: str = "PointMAE", **over) -> dict:
         del cfg["cls_dim"]
     cfg.update(over)
     return cfg
+
+
+def tiny_demo_data(tmp_path_factory, datasets, **sizes) -> Path:
+    """Procedural demo data at tiny sizes (2 train, 1 test, 1 val shapes per class of 128 points) in a
+    fresh temporary folder, for the end-to-end tests of the tools."""
+    root = tmp_path_factory.mktemp("demo")
+    make_demo_data(root, seed=0, datasets=tuple(datasets),
+                   **{"train_per_class": 2, "test_per_class": 1, "val_per_class": 1, "npoints": 128, **sizes})
+    return root
+
+
+def assert_same_model_state(a: Path, b: Path) -> None:
+    """The model tensors of two checkpoints are equal, key for key, to the bit (--resume exactness)."""
+    sa, sb = (torch.load(p, weights_only=False)["model"] for p in (a, b))
+    assert sa.keys() == sb.keys()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
 def randomise_adapters(model: nn.Module, seed: int = 2, std: float = 0.3) -> None:

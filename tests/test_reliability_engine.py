@@ -1,7 +1,6 @@
 """Faults and bad input of tools/train.py (issue 16): one line naming the culprit, the right exit
 status, and nothing lost or half-written. Tiny models on tiny generated data (CPU, seconds)."""
 import errno
-import importlib.util
 import json
 import os
 import re
@@ -10,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import load_tool, tiny_demo_data
 from pointclora.engine.logging import read_csv
 
 REPO = Path(__file__).resolve().parents[1]
@@ -18,32 +18,15 @@ TINY = "trans_dim: 32, num_heads: 2, group_size: 8, num_group: 8, encoder_dims: 
 TRAIN = "{epochs: 2, batch_size: 4, val_batch_size: 8, num_workers: 0, pin_memory: false, amp: false}"
 
 
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"{name}_cli_rel", REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+CLI = load_tool("train")
 
 
-CLI = _load("train")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    from pointclora.datasets.demo import make_demo_data
-
-    root = tmp_path_factory.mktemp("demo")
-    make_demo_data(root, seed=0, train_per_class=2, test_per_class=1, val_per_class=1, npoints=128,
-                   datasets=("ScanObjectNN", "ModelNet40"))
-    return root
+    return tiny_demo_data(tmp_path_factory, ("ScanObjectNN", "ModelNet40"))
 
 
 def scan_config(tmp_path: Path, data: Path, extra: str = "") -> Path:
@@ -231,7 +214,7 @@ def test_max_epochs_this_run_must_be_positive(data, tmp_path, capsys, value):
 
 @pytest.mark.parametrize("value", ["-3", "0"])
 def test_profile_flops_points_must_be_positive(capsys, value):
-    cli = _load("profile_flops")
+    cli = load_tool("profile_flops")
     assert cli.main(["--config", "demo_clora.yaml", "--points", value]) == 2
     line = one_error_line(capsys)
     assert "--points" in line and value in line
@@ -339,7 +322,7 @@ def test_on_bad_file_must_be_error_or_skip(data, tmp_path, capsys):
 
 
 # ----------------------------------------------------------------------------- tools/pretrain.py: the same rules
-PRE = _load("pretrain")
+PRE = load_tool("pretrain")
 PRE_MODEL = ("NAME: PointMAEPretrain, trans_dim: 32, encoder_dims: 32, depth: 2, num_heads: 2, drop_path_rate: 0.0, "
              "group_size: 8, num_group: 8, mask_ratio: 0.6, decoder_depth: 1, decoder_num_heads: 2")
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import load_tool
+from conftest import assert_same_model_state, load_tool, tiny_demo_data
 from pointclora.engine.logging import read_csv
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,12 +45,7 @@ CLI = load_tool("train")
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    from pointclora.datasets.demo import make_demo_data
-
-    root = tmp_path_factory.mktemp("demo")
-    make_demo_data(root, seed=0, train_per_class=2, test_per_class=1, val_per_class=1, npoints=128,
-                   datasets=("ScanObjectNN", "ShapeNetPart"))
-    return root
+    return tiny_demo_data(tmp_path_factory, ("ScanObjectNN", "ShapeNetPart"))
 
 
 def make_config(tmp_path: Path, data: Path, task: str, adapter: str) -> Path:

@@ -15,10 +15,8 @@ from torch import nn
 import cuda_ext
 
 from .base import FrozenBNMixin
-from .grouping import Group
 from .layers import TransformerEncoder, drop_path_schedule, trunc_normal_init_weights
-from .patch_embed import Encoder
-from .point_mae import STEM_REGIONS, positional_mlp
+from .stem import STEM_REGIONS, add_patch_embedding, add_transformer
 
 PROPAGATION_DIM = 1024  # official propagation_0 output width (mlp=[4C, 1024])
 
@@ -91,11 +89,10 @@ class PointMAEPartSeg(FrozenBNMixin, nn.Module):
         self.trans_dim = trans_dim
         self.cls_dim = cls_dim
         self.num_categories = num_categories
-        self.group_divider = Group(num_group, group_size, skip_near_origin=fps_skip_near_origin)
-        self.encoder = Encoder(encoder_dims)
-        self.pos_embed = positional_mlp(trans_dim)
-        self.blocks = TransformerEncoder(trans_dim, depth, num_heads, drop_path_schedule(drop_path_rate, depth), attention)
-        self.norm = nn.LayerNorm(trans_dim)
+        add_patch_embedding(self, encoder_dims=encoder_dims, num_group=num_group, group_size=group_size,
+                            fps_skip_near_origin=fps_skip_near_origin)
+        add_transformer(self, trans_dim=trans_dim, build_blocks=lambda: TransformerEncoder(
+            trans_dim, depth, num_heads, drop_path_schedule(drop_path_rate, depth), attention))
         self.label_conv = nn.Sequential(
             nn.Conv1d(num_categories, 64, kernel_size=1, bias=False), nn.BatchNorm1d(64), nn.LeakyReLU(0.2)
         )

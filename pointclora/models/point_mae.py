@@ -9,17 +9,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import FrozenBNMixin
-from .grouping import Group
 from .layers import TransformerEncoder, drop_path_schedule, trunc_normal_init_weights
-from .patch_embed import Encoder
+from .stem import STEM_REGIONS, add_patch_embedding, add_transformer, positional_mlp  # noqa: F401 (re-exported)
 
-STEM_REGIONS = {"group_divider": "patch encoder", "encoder": "patch encoder", "pos_embed": "positional embedding",
-               "blocks": "transformer blocks", "norm": "transformer blocks"}  # the patch stem, built alike in every model
-
-
-def positional_mlp(trans_dim: int) -> nn.Sequential:
-    """Centre coordinates (.., 3) -> positional embedding (.., trans_dim): Linear-GELU-Linear."""
-    return nn.Sequential(nn.Linear(3, 128), nn.GELU(), nn.Linear(128, trans_dim))
 
 
 class PointMAE(FrozenBNMixin, nn.Module):
@@ -52,14 +44,13 @@ class PointMAE(FrozenBNMixin, nn.Module):
         self.group_size = group_size
         self.num_group = num_group
         self.encoder_dims = encoder_dims
-        self.group_divider = Group(num_group, group_size, skip_near_origin=fps_skip_near_origin)
-        self.encoder = Encoder(encoder_dims)
+        add_patch_embedding(self, encoder_dims=encoder_dims, num_group=num_group, group_size=group_size,
+                            fps_skip_near_origin=fps_skip_near_origin)
         self.reduce_dim = self._build_reduce_dim()
         self.cls_token = nn.Parameter(torch.zeros(1, 1, trans_dim))
         self.cls_pos = nn.Parameter(torch.zeros(1, 1, trans_dim))
-        self.pos_embed = positional_mlp(trans_dim)
-        self.blocks = self._build_blocks(drop_path_schedule(drop_path_rate, depth))
-        self.norm = nn.LayerNorm(trans_dim)
+        add_transformer(self, trans_dim=trans_dim,
+                        build_blocks=lambda: self._build_blocks(drop_path_schedule(drop_path_rate, depth)))
         self.cls_head_finetune = self._build_head(cls_dim)
         self.apply(trunc_normal_init_weights)  # official "training from scratch" init
         nn.init.trunc_normal_(self.cls_token, std=0.02, a=-2.0, b=2.0)

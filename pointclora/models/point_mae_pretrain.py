@@ -16,8 +16,7 @@ import cuda_ext
 from .base import FrozenBNMixin
 from .grouping import Group
 from .layers import TransformerDecoder, TransformerEncoder, drop_path_schedule, trunc_normal_init_weights
-from .patch_embed import Encoder
-from .point_mae import positional_mlp
+from .stem import add_patch_embedding, add_transformer, positional_mlp
 
 MASK_TYPES = ("rand", "block")
 LOSSES = ("cdl2", "cdl1")
@@ -54,10 +53,9 @@ class MaskTransformer(nn.Module):
         super().__init__()
         self.mask_ratio = mask_ratio
         self.mask_type = mask_type
-        self.encoder = Encoder(encoder_dims)
-        self.pos_embed = positional_mlp(trans_dim)
-        self.blocks = TransformerEncoder(trans_dim, depth, num_heads, drop_path_schedule(drop_path_rate, depth), attention)
-        self.norm = nn.LayerNorm(trans_dim)
+        add_patch_embedding(self, encoder_dims=encoder_dims)
+        add_transformer(self, trans_dim=trans_dim, build_blocks=lambda: TransformerEncoder(
+            trans_dim, depth, num_heads, drop_path_schedule(drop_path_rate, depth), attention))
         self.apply(trunc_normal_init_weights)
 
     def make_mask(self, center: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import load_tool, tiny_demo_data
+from conftest import load_tool, single_thread, tiny_demo_data
 from pointclora.engine.logging import read_csv
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,12 +66,8 @@ def temp_files(out: Path) -> list:
 def straight(tmp_path_factory, data):
     """An uninterrupted 2-epoch run."""
     tmp = tmp_path_factory.mktemp("straight")
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # as in the tests (one_thread): float sums depend on the thread count
-    try:
+    with single_thread():  # as in the tests (one_thread): float sums depend on the thread count
         assert train(scan_config(tmp, data), tmp / "out") == 0
-    finally:
-        torch.set_num_threads(previous)
     return tmp / "out"
 
 

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from ..config import resolve_path
 from ..datasets import demo as demo_data
 from ..datasets.heldout import HELDOUT, carve, check_fraction
-from ..factory import build_split
+from ..factory import build_model_with_adapters, build_split  # noqa: F401 (its former home; tests import it here)
 from ..models.grouping import Group
 from ..sections import TrainConfig, section
 from .data_errors import SkipBadFiles

@@ -11,6 +11,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from ..models.base import without_weight_decay
 from ..sections import OptimizerConfig, SchedulerConfig, section
 
 
@@ -26,7 +27,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        if param.ndim <= 1 or name.endswith(".bias") or "token" in name or name in skip:
+        if without_weight_decay(name, param) or "token" in name or name in skip:
             no_decay.append(param)
         else:
             decay.append(param)

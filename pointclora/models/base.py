@@ -19,6 +19,12 @@ from torch import nn
 TASKS = ("classification", "part_segmentation", "pretrain")
 
 
+def without_weight_decay(name: str, param: nn.Parameter) -> bool:
+    """The official rule (Point-MAE ``add_weight_decay``): biases and every parameter with <= 1
+    dimension (norm weights) train without weight decay."""
+    return param.ndim <= 1 or name.endswith(".bias")
+
+
 class FrozenBNMixin:
     """Mixin for ``nn.Module`` models: ``no_weight_decay``, ``frozen_bn_modules``,
     ``freeze_backbone_bn`` and a ``train`` that keeps frozen BatchNorm layers in eval mode, plus the
@@ -37,7 +43,7 @@ class FrozenBNMixin:
     def no_weight_decay(self) -> Set[str]:
         """Names of parameters the official recipe trains without weight decay: biases and every
         parameter with <= 1 dimension (Point-MAE ``add_weight_decay``)."""
-        return {name for name, p in self.named_parameters() if p.ndim <= 1 or name.endswith(".bias")}
+        return {name for name, p in self.named_parameters() if without_weight_decay(name, p)}
 
     def frozen_bn_modules(self) -> List[str]:
         """Names of BatchNorm modules whose affine parameters all have ``requires_grad=False``."""

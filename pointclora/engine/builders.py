@@ -17,7 +17,9 @@ from torch.utils.data import DataLoader
 from ..config import resolve_path
 from ..datasets import demo as demo_data
 from ..datasets.heldout import HELDOUT, carve, check_fraction
-from ..factory import build_model_with_adapters, build_split  # noqa: F401 (its former home; tests import it here)
+from ..factory import (  # noqa: F401 (their former home: other modules and tests import them here)
+    build_model_with_adapters, build_split, dataset_kwargs, eval_dataset_kwargs, load_backbone, splits,
+)
 from ..models.grouping import Group
 from ..sections import TrainConfig, section
 from .data_errors import SkipBadFiles

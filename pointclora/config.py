@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from .sections import OPTIONAL_SECTIONS, REQUIRED, Limits, build_schema
+from .sections import OPTIONAL_SECTIONS, REQUIRED, Limits, SchedulerConfig, build_schema
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 REPO_ROOT = CONFIG_DIR.parent
@@ -233,6 +233,27 @@ def validate(cfg: Mapping, sources: Mapping | None = None, schema: Mapping | Non
         for key in required:
             if get_by_dotted(cfg, key) is None:
                 raise ConfigError(f"config: required key '{key}' is missing")
+        _check_warmup(cfg, sources)
+
+
+WARMUP_DEFAULT = SchedulerConfig.__dataclass_fields__["warmup_epochs"].default
+
+
+def _check_warmup(cfg: Mapping, sources: Mapping) -> None:
+    """scheduler.warmup_epochs must not exceed train.epochs (the warm-up would never end; the
+    scheduler refuses it, but only after the data is read or generated). Equal is a valid schedule
+    (every epoch warms up), which the scheduler accepts."""
+    epochs = get_by_dotted(cfg, "train.epochs")
+    warmup = get_by_dotted(cfg, "scheduler.warmup_epochs", WARMUP_DEFAULT)
+    if not isinstance(epochs, int) or not isinstance(warmup, int) or warmup <= epochs:
+        return
+    where_warmup = sources.get("scheduler.warmup_epochs", "the default")
+    where_epochs = sources.get("train.epochs", "the config")
+    raise ConfigError(
+        f"key 'scheduler.warmup_epochs' is {warmup} ({where_warmup}), more than 'train.epochs' {epochs} "
+        f"({where_epochs}): the warm-up would never end; set it to at most {epochs}, "
+        f"e.g. --opts scheduler.warmup_epochs=0"
+    )
 
 
 def load_config(name: str | os.PathLike, opts: Iterable[str] | None = None) -> dict:

@@ -10,6 +10,7 @@ model: {NAME: PointMAE, depth: 2}
 dataset: {NAME: ScanObjectNN, root: data}
 train: {epochs: 3, batch_size: 4}
 optimizer: {type: AdamW, lr: 5.0e-4}
+scheduler: {warmup_epochs: 0}
 """
 
 
@@ -59,7 +60,8 @@ def test_opts_are_parsed_as_yaml_values(tmp_path):
 
 
 def test_exponent_float_without_dot_is_a_float(tmp_path):
-    cfg = load_config(write(tmp_path / "c.yaml", MINIMAL + "scheduler: {min_lr: 1e-6}\n"))
+    text = MINIMAL.replace("scheduler: {warmup_epochs: 0}", "scheduler: {warmup_epochs: 0, min_lr: 1e-6}")
+    cfg = load_config(write(tmp_path / "c.yaml", text))
     assert cfg["scheduler"]["min_lr"] == 1e-6
 
 
@@ -203,3 +205,20 @@ def test_schema_is_derived_from_the_sections_and_constructors(tmp_path):
     train = section(TrainConfig, {"epochs": 3, "batch_size": 4})
     assert (train.seed, train.val_freq, train.grad_clip, train.eval_batch_size) == (0, 1, 10.0, 4)
     assert section(OptimizerConfig, {"lr": 1e-3}).weight_decay == 0.05
+
+
+@pytest.mark.parametrize("warmup, ok", [(0, True), (3, True), (4, False)])
+def test_warmup_longer_than_training_names_both_keys(tmp_path, warmup, ok):
+    path = write(tmp_path / "c.yaml", MINIMAL)  # train.epochs: 3
+    if ok:  # as many warm-up epochs as epochs is a valid schedule (every epoch warms up)
+        assert load_config(path, [f"scheduler.warmup_epochs={warmup}"])["scheduler"]["warmup_epochs"] == warmup
+        return
+    with pytest.raises(ConfigError, match=r"'scheduler.warmup_epochs' is 4 \(--opts\).*'train.epochs' 3 \(.*c.yaml\)"):
+        load_config(path, [f"scheduler.warmup_epochs={warmup}"])
+
+
+def test_default_warmup_counts_against_a_short_run(tmp_path):
+    """No scheduler section: the default 10 warm-up epochs do not fit into 3."""
+    path = write(tmp_path / "c.yaml", MINIMAL.replace("scheduler: {warmup_epochs: 0}\n", ""))
+    with pytest.raises(ConfigError, match=r"'scheduler.warmup_epochs' is 10 \(the default\)"):
+        load_config(path)

@@ -228,6 +228,16 @@ def test_groups_larger_than_the_cloud_stop_before_training(data, tmp_path, capsy
     assert not (tmp_path / "out" / "ckpt-last.pth").exists()
 
 
+def test_warmup_longer_than_training_stops_before_demo_data_is_generated(tmp_path, capsys):
+    """The demo config cut to 1 epoch keeps its 2 warm-up epochs: refused while loading the config."""
+    demo = tmp_path / "demo"
+    assert train("demo_clora.yaml", tmp_path / "out", "--opts", "train.epochs=1",
+                 f"dataset.root={demo}/ScanObjectNN", f"dataset.generate_demo={demo}") == 2
+    line = one_error_line(capsys)
+    assert "scheduler.warmup_epochs" in line and "train.epochs" in line and "demo_clora.yaml" in line
+    assert not demo.exists() and not (tmp_path / "out").exists()
+
+
 def test_classification_on_an_unlabelled_folder_stops_before_training(tmp_path, capsys):
     import numpy as np
 

@@ -99,6 +99,26 @@ def test_kill_between_checkpoint_and_csv_loses_no_rows(data, straight, tmp_path,
     assert temp_files(out) == []
 
 
+def test_test_results_are_written_through_a_temporary_file(data, straight, tmp_path, monkeypatch):
+    """A kill while --test writes test_results.json leaves the previous file whole."""
+    config, out = scan_config(tmp_path, data), tmp_path / "out"
+    args = ("--test", "--ckpts", str(straight / "ckpt-best.pth"))
+    assert train(config, out, *args) == 0
+    before = (out / "test_results.json").read_text()
+    real = os.replace
+
+    def killed_at_rename(src, dst):
+        if Path(dst).name == "test_results.json":
+            raise Killed()
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", killed_at_rename)
+    with pytest.raises(Killed):
+        train(config, out, *args, "--vote", "2")
+    assert (out / "test_results.json").read_text() == before
+    assert json.loads(before)["votes"] == 1
+
+
 def test_resumed_csv_keeps_integer_epochs(data, tmp_path):
     config, out = scan_config(tmp_path, data), tmp_path / "out"
     assert train(config, out, "--max-epochs-this-run", "1") == 0

@@ -103,14 +103,15 @@ def make_extension():
 
 def main() -> None:
     packages = find_packages(include=["pointclora", "pointclora.*", "cuda_ext", "cuda_ext.*"])
-    packages.append("pointclora.datasets")
+    packages += ["pointclora.datasets", "pointclora.configs"]  # configs/: the shipped YAML, as package data
     setup(
         name="pointclora",
         version="0.1.0",
         description="Parameter-efficient fine-tuning of pre-trained point-cloud transformers",
         python_requires=">=3.9",
         packages=packages,
-        package_dir={"pointclora.datasets": "datasets"},
+        package_dir={"pointclora.datasets": "datasets", "pointclora.configs": "configs"},
+        package_data={"pointclora.configs": ["*.yaml", "_base_/*.yaml"]},
         ext_modules=[make_extension()],
         cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
         install_requires=["torch>=2.1", "numpy", "pyyaml", "h5py", "tqdm", "safetensors", "matplotlib"],

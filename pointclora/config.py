@@ -21,8 +21,11 @@ import yaml
 
 from .sections import OPTIONAL_SECTIONS, REQUIRED, Limits, SchedulerConfig, build_schema
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-REPO_ROOT = CONFIG_DIR.parent
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# the shipped configs: configs/ of a source checkout (and editable install), or, in a plain
+# `pip install .`, the copy installed as package data (setup.py maps pointclora.configs to configs/)
+PACKAGED_CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+CONFIG_DIR = PACKAGED_CONFIG_DIR if PACKAGED_CONFIG_DIR.is_dir() else REPO_ROOT / "configs"
 NoneType = type(None)
 Number = (int, float)
 

@@ -104,7 +104,7 @@ def test_attention_key_is_validated():
     with pytest.raises(ValueError, match=r"model.attention must be one of \('explicit', 'sdpa'\), got 'flash'"):
         build_model(dict(TINY, attention="flash"))
     base = {"model": {"NAME": "PointMAE"}, "dataset": {"NAME": "x"}, "train": {"epochs": 1, "batch_size": 1},
-            "optimizer": {"lr": 0.1}}
+            "optimizer": {"lr": 0.1}, "scheduler": {"warmup_epochs": 0}}
     validate({**base, "model": {"NAME": "PointMAE", "attention": "sdpa"}})
     with pytest.raises(ConfigError, match="model.attention"):
         validate({**base, "model": {"NAME": "PointMAE", "attention": 1}})

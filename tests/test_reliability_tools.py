@@ -173,3 +173,40 @@ def test_checkout_tools_find_datasets_without_an_editable_install():
     proc = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == str(REPO / "datasets" / "common.py")
+
+
+def test_setup_ships_every_config_as_package_data(monkeypatch):
+    """`pip install .` (not editable) installs configs/ as pointclora/configs: setup.py's package_data
+    patterns must match every shipped YAML file, _base_/ included."""
+    import fnmatch
+    import runpy
+
+    import setuptools
+
+    seen = {}
+    monkeypatch.setattr(setuptools, "setup", lambda **kw: seen.update(kw))
+    monkeypatch.setattr(sys, "argv", ["setup.py", "--name"])
+    runpy.run_path(str(REPO / "setup.py"), run_name="__main__")
+    assert "pointclora.configs" in seen["packages"]
+    folder = REPO / seen["package_dir"]["pointclora.configs"]
+    patterns = seen["package_data"]["pointclora.configs"]
+    shipped = sorted(str(p.relative_to(folder)) for p in folder.rglob("*.yaml"))
+    assert shipped and folder == REPO / "configs"
+    assert [f for f in shipped if not any(fnmatch.fnmatch(f, pat) for pat in patterns)] == []
+
+
+def test_config_loader_finds_the_installed_configs(tmp_path):
+    """In a plain install pointclora/config.py sits beside pointclora/configs (no checkout configs/):
+    a bare name, with its _base_ files, resolves there."""
+    import importlib.util
+    import shutil
+
+    package = tmp_path / "site-packages" / "pointclora"
+    package.mkdir(parents=True)
+    shutil.copy(REPO / "pointclora" / "config.py", package / "config.py")
+    shutil.copytree(REPO / "configs", package / "configs")
+    spec = importlib.util.spec_from_file_location("pointclora._installed_config", package / "config.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.resolve_config_path("demo_clora.yaml") == package / "configs" / "demo_clora.yaml"
+    assert module.load_config("demo_clora")["model"]["NAME"] == "PointMAE"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Training-step time and memory of full fine-tuning, linear probing, LoRA, CLoRA and CLoRA+CoTo.
+"""Training-step time and memory of full fine-tuning, linear probing, LoRA, CLoRA, CLoRA+CoTo, DAPT, PointGST.
 
     .venv/bin/python bench/train_step.py                       # CPU, batch 8, writes bench/results/train_step_cpu.md
     .venv/bin/python bench/train_step.py --device cuda         # batch 32, writes bench/results/train_step_cuda.md
@@ -45,11 +45,13 @@ from pointclora.engine.tasks import ClassificationTask  # noqa: E402
 from pointclora.engine.trainer import Trainer  # noqa: E402
 from pointclora.factory import build_model_with_adapters  # noqa: E402
 
-METHODS = ("full", "linear", "lora", "clora", "clora_coto")
+METHODS = ("full", "linear", "lora", "clora", "clora_coto", "dapt", "pointgst")
 LABELS = {"full": "full fine-tuning", "linear": "linear probing (head only)", "lora": "LoRA r=8 (qkv)",
-          "clora": "CLoRA r=8 p=4 (input)", "clora_coto": "CLoRA + CoTo (p=0.5)"}
+          "clora": "CLoRA r=8 p=4 (input)", "clora_coto": "CLoRA + CoTo (p=0.5)", "dapt": "DAPT (rank 64)",
+          "pointgst": "PointGST (rank 36, local 32)"}
 CONFIGS = {"full": "scanobjectnn_full.yaml", "linear": "scanobjectnn_full.yaml", "lora": "scanobjectnn_lora.yaml",
-           "clora": "scanobjectnn_clora.yaml", "clora_coto": "scanobjectnn_clora_coto.yaml"}
+           "clora": "scanobjectnn_clora.yaml", "clora_coto": "scanobjectnn_clora_coto.yaml",
+           "dapt": "scanobjectnn_dapt.yaml", "pointgst": "scanobjectnn_pointgst.yaml"}
 ATTENTIONS = ("explicit", "sdpa")
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}  # autocast dtype of the step
 COTO_P = 0.5  # CoTo mid-ramp: every block's adapters on with probability 0.5
@@ -65,6 +67,9 @@ def method_config(method: str, model_overrides: Optional[Mapping] = None) -> dic
     if method == "linear":
         cfg["adapter"] = {"method": "none", "trainable_modules": ["cls_head_finetune"]}
     cfg["model"].update(model_overrides or {})
+    groups = cfg["model"]["num_group"]
+    if method == "pointgst" and groups % cfg["adapter"]["local"]:  # tiny test widths: one window
+        cfg["adapter"]["local"] = groups
     return cfg
 
 

@@ -346,3 +346,41 @@ adapter: {TOOL_ADAPTERS[method]}
     assert profile.main(["--compare", f"{config}:merged", "--format", "json"]) == 0
     text = capsys.readouterr().out
     assert "not mergeable" in text
+
+
+@pytest.mark.parametrize("method", ["dapt"])
+def test_predict_with_adapter_file_or_fine_tuned_weights(method, demo, tmp_path):
+    """tools/predict.py: backbone + adapter file and a bare fine-tuned state dict give the checkpoint's answer."""
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    from pointclora.config import load_config
+
+    bases = Path(__file__).resolve().parents[1] / "configs" / "_base_"
+    config = tmp_path / f"{method}.yaml"
+    config.write_text(f"""_base_: [{bases}/scanobjectnn.yaml, {bases}/adapter_{method}.yaml]
+model: {{trans_dim: 32, num_heads: 2, group_size: 8, num_group: 16, encoder_dims: 32, depth: 2, drop_path_rate: 0.0}}
+dataset: {{root: {demo}/ScanObjectNN, npoints: 64, train_transforms: [scale_translate]}}
+train: {{epochs: 1, batch_size: 4, val_batch_size: 8, num_workers: 0, pin_memory: false, amp: false}}
+scheduler: {{warmup_epochs: 0}}
+adapter: {TOOL_ADAPTERS[method]}
+""")
+    torch.manual_seed(3)
+    state = build_model(load_config(config)["model"]).state_dict()
+    torch.save({k: v for k, v in state.items() if not k.startswith("cls_head")}, tmp_path / "backbone.pth")
+    out = tmp_path / "run"
+    assert _load_tool("train").main(["--config", str(config), "--output-dir", str(out), "--device", "cpu",
+                                     "--ckpts", str(tmp_path / "backbone.pth")]) == 0
+    trained = torch.load(out / "ckpt-best.pth", weights_only=False)["model"]
+    torch.save({"base_model": {f"module.{k}": v for k, v in trained.items()}}, tmp_path / "finetuned.pth")
+    np.save(tmp_path / "cloud.npy", np.random.default_rng(0).standard_normal((128, 3)).astype("float32"))
+    predict = _load_tool("predict")
+    tops = {}
+    for name, ckpts in [("ckpt", [out / "ckpt-best.pth"]), ("finetuned", [tmp_path / "finetuned.pth"]),
+                        ("adapter", [tmp_path / "backbone.pth", out / "adapter-best.safetensors"])]:
+        assert predict.main(["--config", str(config), "--device", "cpu", "--files", str(tmp_path / "cloud.npy"),
+                             "--ckpts", *map(str, ckpts), "--out", str(tmp_path / f"{name}.json")]) == 0, name
+        tops[name] = json.loads((tmp_path / f"{name}.json").read_text())["files"][0]["top"]
+    assert tops["finetuned"] == tops["ckpt"] and tops["adapter"] == tops["ckpt"]

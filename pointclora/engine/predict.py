@@ -62,6 +62,12 @@ def training_checkpoint(paths: Sequence[str]) -> Optional[dict]:
     return found[0] if found else None
 
 
+def _is_model_variant_method(cfg: Mapping) -> bool:
+    from ..adapters import METHOD_CONFIGS
+
+    return bool(cfg.get("adapter")) and cfg["adapter"].get("method") in METHOD_CONFIGS
+
+
 def load_model(cfg: Mapping, paths: Sequence[str], train_ckpt: Optional[dict]) -> torch.nn.Module:
     """The model of `cfg` with the weights of `paths` (see the module docstring), in eval mode."""
 
@@ -79,6 +85,8 @@ def load_model(cfg: Mapping, paths: Sequence[str], train_ckpt: Optional[dict]) -
                              "--ckpts backbone.pth adapter.safetensors (or set ckpts: in the config)")
         weights = [resolve_path(cfg["ckpts"])]
     model = build_model(cfg["model"])
+    if not adapters and _is_model_variant_method(cfg):  # DAPT / PointGST / IDPT fine-tuned weights hold
+        model, _ = B.build_model_with_adapters(cfg, None)  # the variant's keys, not the backbone's
     missing = set(model.state_dict())
     for path in weights:
         if not path.is_file():
@@ -90,7 +98,7 @@ def load_model(cfg: Mapping, paths: Sequence[str], train_ckpt: Optional[dict]) -
     if adapters:
         from safetensors import safe_open
 
-        load_adapter(model, str(adapters[0]))
+        model = load_adapter(model, str(adapters[0]))  # a new model for DAPT / PointGST / IDPT
         with safe_open(str(adapters[0]), framework="pt") as f:
             missing -= set(f.keys())
     if missing:

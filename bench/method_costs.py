@@ -31,11 +31,7 @@ def method_cfg(key: str):
     """The config bench/train_step.py uses for `key` (None when the method has no config yet)."""
     from bench import train_step
 
-    if key == "idpt":
-        from pointclora.config import CONFIG_DIR, load_config
-
-        return load_config("scanobjectnn_idpt.yaml") if (CONFIG_DIR / "scanobjectnn_idpt.yaml").is_file() else None
-    return train_step.method_config(key)
+    return train_step.method_config(key) if key in train_step.METHODS else None
 
 
 def row(label: str, cfg, points: int) -> list:

@@ -45,13 +45,13 @@ from pointclora.engine.tasks import ClassificationTask  # noqa: E402
 from pointclora.engine.trainer import Trainer  # noqa: E402
 from pointclora.factory import build_model_with_adapters  # noqa: E402
 
-METHODS = ("full", "linear", "lora", "clora", "clora_coto", "dapt", "pointgst")
+METHODS = ("full", "linear", "lora", "clora", "clora_coto", "dapt", "idpt", "pointgst")
 LABELS = {"full": "full fine-tuning", "linear": "linear probing (head only)", "lora": "LoRA r=8 (qkv)",
           "clora": "CLoRA r=8 p=4 (input)", "clora_coto": "CLoRA + CoTo (p=0.5)", "dapt": "DAPT (rank 64)",
-          "pointgst": "PointGST (rank 36, local 32)"}
+          "idpt": "IDPT (DGCNN prompt, layer 11)", "pointgst": "PointGST (rank 36, local 32)"}
 CONFIGS = {"full": "scanobjectnn_full.yaml", "linear": "scanobjectnn_full.yaml", "lora": "scanobjectnn_lora.yaml",
            "clora": "scanobjectnn_clora.yaml", "clora_coto": "scanobjectnn_clora_coto.yaml",
-           "dapt": "scanobjectnn_dapt.yaml", "pointgst": "scanobjectnn_pointgst.yaml"}
+           "dapt": "scanobjectnn_dapt.yaml", "idpt": "scanobjectnn_idpt.yaml", "pointgst": "scanobjectnn_pointgst.yaml"}
 ATTENTIONS = ("explicit", "sdpa")
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}  # autocast dtype of the step
 COTO_P = 0.5  # CoTo mid-ramp: every block's adapters on with probability 0.5
@@ -67,9 +67,13 @@ def method_config(method: str, model_overrides: Optional[Mapping] = None) -> dic
     if method == "linear":
         cfg["adapter"] = {"method": "none", "trainable_modules": ["cls_head_finetune"]}
     cfg["model"].update(model_overrides or {})
-    groups = cfg["model"]["num_group"]
-    if method == "pointgst" and groups % cfg["adapter"]["local"]:  # tiny test widths: one window
+    # tiny test widths: fit the size-bound fields (one PointGST window, IDPT's prompt in the last block)
+    groups, depth = cfg["model"]["num_group"], cfg["model"]["depth"]
+    if method == "pointgst" and groups % cfg["adapter"]["local"]:
         cfg["adapter"]["local"] = groups
+    if method == "idpt":
+        cfg["adapter"]["prompt_layer"] = min(cfg["adapter"].get("prompt_layer", 11), depth - 1)
+        cfg["adapter"]["prompt_k"] = min(cfg["adapter"].get("prompt_k", 20), groups)
     return cfg
 
 

@@ -86,7 +86,7 @@ def load_model(cfg: Mapping, paths: Sequence[str], train_ckpt: Optional[dict]) -
         weights = [resolve_path(cfg["ckpts"])]
     model = build_model(cfg["model"])
     if not adapters and _is_model_variant_method(cfg):  # DAPT / PointGST / IDPT fine-tuned weights hold
-        model, _ = B.build_model_with_adapters(cfg, None)  # the variant's keys, not the backbone's
+        model, _ = build_model_with_adapters(cfg, None)  # the variant's keys, not the backbone's
     missing = set(model.state_dict())
     for path in weights:
         if not path.is_file():

@@ -384,3 +384,14 @@ adapter: {TOOL_ADAPTERS[method]}
                              "--ckpts", *map(str, ckpts), "--out", str(tmp_path / f"{name}.json")]) == 0, name
         tops[name] = json.loads((tmp_path / f"{name}.json").read_text())["files"][0]["top"]
     assert tops["finetuned"] == tops["ckpt"] and tops["adapter"] == tops["ckpt"]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_shipped_config_builds_the_official_counts(method):
+    """pointclora.build_model_from_config on configs/scanobjectnn_<method>.yaml: the official counts."""
+    import pointclora
+
+    model = pointclora.build_model_from_config(f"scanobjectnn_{method}.yaml")
+    counts = count_parameters(model)
+    assert (counts["trainable"], counts["total"]) == METHODS[method][3]
+    assert model.METHOD == method and model.adapter_config.method == method

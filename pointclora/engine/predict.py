@@ -24,7 +24,7 @@ import torch
 
 import cuda_ext
 
-from ..adapters import load_adapter
+from ..adapters import METHOD_CONFIGS, load_adapter
 from ..config import resolve_path
 from ..datasets import DATASETS, NUM_PARTS, SEG_CLASSES, build_dataset
 from ..datasets.common import pc_normalize
@@ -63,8 +63,6 @@ def training_checkpoint(paths: Sequence[str]) -> Optional[dict]:
 
 
 def _is_model_variant_method(cfg: Mapping) -> bool:
-    from ..adapters import METHOD_CONFIGS
-
     return bool(cfg.get("adapter")) and cfg["adapter"].get("method") in METHOD_CONFIGS
 
 

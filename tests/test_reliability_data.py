@@ -5,7 +5,6 @@ import pytest
 
 from pointclora.datasets.common import DataError
 from pointclora.datasets.modelnet40 import ModelNet40
-from pointclora.datasets.pointcloud_folder import read_points
 from pointclora.datasets.shapenetpart import ShapeNetPart
 
 
@@ -71,35 +70,6 @@ def test_shapenetpart_bad_line(demo, tmp_path, bad, match):
     with pytest.raises(DataError, match=match) as info:
         ds[0]
     assert str(victim) in str(info.value) and folder.exists()
-
-
-PLY_ASCII = "ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\nproperty float z\nend_header\n"
-PLY_BIN = ("ply\nformat binary_little_endian 1.0\nelement vertex 4\nproperty float x\nproperty float y\n"
-           "property float z\nend_header\n")
-PCD_HEAD = "VERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 4\nHEIGHT 1\nPOINTS 4\nDATA {}\n"
-
-
-@pytest.mark.parametrize("name, payload, match", [
-    ("a.ply", (PLY_ASCII + "0 0 0\n1 1 1\n2 2\n").encode(), r"row 10: expected 3 values, found 2"),
-    ("b.ply", PLY_BIN.encode() + np.zeros(10, "<f4").tobytes() + b"\x00\x00", r"truncated PLY, expected 4 points"),
-    ("c.pcd", PCD_HEAD.format("binary").encode() + np.zeros(7, "<f4").tobytes() + b"\x00",
-     r"truncated PCD, expected 4 points"),
-    ("d.pcd", (PCD_HEAD.format("ascii") + "0 0 0\n1 1 1\n1 x 1\n2 2 2\n").encode(), r"row 12: 'x' is not a number"),
-    ("e.txt", b"0 0 0\n1 1\n", r"row 2: expected 3 values, found 2"),
-    ("f.npy", b"\x93NUMPY garbage", r"not a plain numeric .npy array"),
-])
-def test_point_folder_parsers_name_the_file_and_row(tmp_path, name, payload, match):
-    path = tmp_path / name
-    path.write_bytes(payload)
-    with pytest.raises(DataError, match=match) as info:
-        read_points(path)
-    assert str(info.value).startswith(str(path))
-
-
-def test_pcd_ascii_points_without_return_are_dropped(tmp_path):
-    path = tmp_path / "scan.pcd"
-    path.write_text(PCD_HEAD.format("ascii") + "0 0 0\nnan nan nan\n1 1 1\n2 2 2\n")
-    assert read_points(path).tolist() == [[0, 0, 0], [1, 1, 1], [2, 2, 2]]
 
 
 def test_data_error_survives_a_dataloader_worker():

@@ -1,11 +1,15 @@
 """Shared test helpers and fixtures: the single-thread fixture, tiny model configs, non-zero adapters,
-and the hand-countable tiny Point-MAE of the profiler tests.
+broken data files, and the hand-countable tiny Point-MAE of the profiler tests.
 
-Test files import the helpers with `from conftest import ...` (pytest puts tests/ on sys.path).
+Test files import the helpers with `from conftest import ...` (pytest puts tests/ on sys.path); the
+checkout's root goes on sys.path here too, for the tests of bench/ and scripts/. Test files import no
+other test file.
 """
 import contextlib
 import importlib.util
+import sys
 from pathlib import Path
+from typing import Optional
 
 import pytest
 import torch
@@ -18,6 +22,8 @@ from pointclora.datasets.demo import make_demo_data
 
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # `from bench import ...`, `from scripts import ...`
 
 
 def load_tool(name: str):
@@ -86,6 +92,25 @@ def assert_same_model_state(a: Path, b: Path) -> None:
     sa, sb = (torch.load(p, weights_only=False)["model"] for p in (a, b))
     assert sa.keys() == sb.keys()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def break_file(folder: Path, relative: str, text: Optional[str]) -> Path:
+    """Delete folder/relative (text None) or overwrite it with `text`; returns the file an error must name."""
+    victim = folder / relative
+    if text is None:
+        victim.unlink()
+    else:
+        victim.write_text(text)
+    return victim
+
+
+def assert_broken_dataset_named(build, path: Path, error, match: str, hint: str) -> None:
+    """Building the dataset and reading every item raises `error` matching `match`, naming `path` and giving
+    the download hint."""
+    with pytest.raises(error, match=match) as info:
+        ds = build()
+        [ds[i] for i in range(len(ds))]
+    assert str(path) in str(info.value) and hint in str(info.value)
 
 
 def randomise_adapters(model: nn.Module, seed: int = 2, std: float = 0.3) -> None:

@@ -25,3 +25,17 @@ def no_cuda_fallback(monkeypatch):
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message="cuda_ext:", category=RuntimeWarning)
         yield
+
+
+FLOATS = [torch.float32, torch.float64]
+
+
+def on_devices_and_floats(test):
+    """Parametrise an op test over DEVICES and float32 / float64 (arguments `device`, `dtype`)."""
+    return pytest.mark.parametrize("device", DEVICES)(pytest.mark.parametrize("dtype", FLOATS)(test))
+
+
+def random_clouds(seed: int, dtype: torch.dtype, batch: int, *counts: int) -> list:
+    """One (batch, n, 3) cloud in [0, 1) per n in `counts`, drawn in turn from one generator seeded `seed`."""
+    g = torch.Generator().manual_seed(seed)
+    return [torch.rand(batch, n, 3, generator=g, dtype=dtype) for n in counts]

@@ -8,27 +8,10 @@ from torch import nn
 
 from conftest import randomise_adapters
 from pointclora.adapters import (
-    AdapterConfig,
-    AdapterLayer,
-    CLoRABank,
-    CLoRALinear,
-    LoRALinear,
-    adapter_layers,
-    adapter_regularization,
-    adapter_state_dict,
-    adapters_disabled,
-    apply_adapters,
-    count_parameters,
-    load_adapter,
-    merge_adapters,
-    merge_and_unload,
-    read_adapter_config,
-    sade_bank,
-    sade_direct,
-    sade_loss,
-    save_adapter,
-    unmerge_adapters,
-)
+    AdapterConfig, AdapterLayer, CLoRABank, CLoRALinear, LoRALinear, adapter_layers, adapter_regularization,
+    adapter_state_dict, adapters_disabled, apply_adapters, count_parameters, load_adapter, merge_adapters,
+    merge_and_unload, read_adapter_config, sade_bank, sade_direct, sade_loss, save_adapter, unmerge_adapters,
+)  # fmt: skip
 
 METHODS = [
     dict(method="lora"),

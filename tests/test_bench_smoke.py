@@ -1,16 +1,11 @@
 """Tiny-size smoke runs of bench/train_step.py and bench/method_study.py, plus bench/common.py helpers."""
 import copy
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bench import common, method_study, train_step  # noqa: E402
+from bench import common, method_study, train_step  # the checkout's root is on sys.path (conftest)
 
 TINY = {"trans_dim": 48, "encoder_dims": 48, "depth": 2, "num_heads": 4, "num_group": 8, "group_size": 8}
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import cuda_ext
+from conftest import assert_broken_dataset_named, break_file
 from pointclora.datasets import ModelNet40
 from pointclora.datasets.mesh_sampling import meshes_to_modelnet, off_to_points, read_off, sample_mesh
 from pointclora.datasets.pointcloud_io import format_rows, safe_pickle_load
@@ -165,27 +166,17 @@ def test_h5_missing_normal_key(tmp_path):
         ModelNet40(tmp_path, "test", npoints=8, use_normals=True, format="h5")
 
 
-def break_layout(folder: Path, kind: str) -> Path:
-    victim = folder / "bathtub" / "bathtub_0004.txt"
-    if kind == "split_file":
-        victim = folder / "modelnet40_train.txt"
-        victim.unlink()
-    elif kind == "shape_file":
-        victim.unlink()
-    elif kind == "non_numeric":
-        victim.write_text("0.1,0.2,0.3,0,0,1\n0.1,abc,0.3,0,0,1\n")
-    elif kind == "columns":
-        victim.write_text("0.1,0.2,0.3\n" * 20)
-    elif kind == "nan":
-        victim.write_text("0.1,0.2,0.3,0,0,1\n" * 20 + "nan,0.2,0.3,0,0,1\n")
-    elif kind == "empty":
-        victim.write_text("")
-    elif kind == "few_points":
-        victim.write_text("0.1,0.2,0.3,0,0,1\n" * 3)
-    elif kind == "unknown_class":
-        victim = folder / "modelnet40_train.txt"
-        victim.write_text("chair_0001\n")
-    return victim
+SHAPE = "bathtub/bathtub_0004.txt"
+BREAKS = {  # kind -> (file under modelnet40_normal_resampled/, its new text; None: deleted)
+    "split_file": ("modelnet40_train.txt", None),
+    "shape_file": (SHAPE, None),
+    "non_numeric": (SHAPE, "0.1,0.2,0.3,0,0,1\n0.1,abc,0.3,0,0,1\n"),
+    "columns": (SHAPE, "0.1,0.2,0.3\n" * 20),
+    "nan": (SHAPE, "0.1,0.2,0.3,0,0,1\n" * 20 + "nan,0.2,0.3,0,0,1\n"),
+    "empty": (SHAPE, ""),
+    "few_points": (SHAPE, "0.1,0.2,0.3,0,0,1\n" * 3),
+    "unknown_class": ("modelnet40_train.txt", "chair_0001\n"),
+}
 
 
 @pytest.mark.parametrize(
@@ -202,11 +193,9 @@ def break_layout(folder: Path, kind: str) -> Path:
     ],
 )
 def test_broken_text_layout(root, kind, error, match):
-    path = break_layout(root / "modelnet40_normal_resampled", kind)
-    with pytest.raises(error, match=match) as info:
-        ds = ModelNet40(root, "train", npoints=8, format="txt")
-        [ds[i] for i in range(len(ds))]
-    assert str(path) in str(info.value) and "modelnet40_normal_resampled.zip" in str(info.value)
+    path = break_file(root / "modelnet40_normal_resampled", *BREAKS[kind])
+    assert_broken_dataset_named(lambda: ModelNet40(root, "train", npoints=8, format="txt"), path, error, match,
+                                "modelnet40_normal_resampled.zip")
 
 
 def test_missing_root_and_bad_arguments(tmp_path, root):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import assert_broken_dataset_named, break_file
 from pointclora.datasets import NUM_CATEGORIES, NUM_PARTS, SEG_CLASSES, ShapeNetPart
 from pointclora.datasets.pointcloud_io import format_rows
 from pointclora.datasets.shapenetpart import CATEGORIES, FOLDER, SYNSETS
@@ -95,41 +96,22 @@ def test_parent_or_folder_root(root):
     assert len(ShapeNetPart(root / FOLDER, "train", npoints=8)) == 6
 
 
-def break_layout(folder: Path, kind: str) -> Path:
-    mug = folder / SYNSETS["Mug"]
-    victim = mug / "trainmug00.txt"
-    if kind == "category_file":
-        victim = folder / "synsetoffset2category.txt"
-        victim.unlink()
-    elif kind == "category_line":
-        victim = folder / "synsetoffset2category.txt"
-        victim.write_text("Airplane 02691156 extra\n")
-    elif kind == "unknown_category":
-        victim = folder / "synsetoffset2category.txt"
-        victim.write_text("Spaceship\t99999999\n")
-    elif kind == "split_file":
-        victim = folder / "train_test_split" / "shuffled_train_file_list.json"
-        victim.unlink()
-    elif kind == "split_json":
-        victim = folder / "train_test_split" / "shuffled_train_file_list.json"
-        victim.write_text("[\"shape_data/03797390/x\",")
-    elif kind == "split_entry":
-        victim = folder / "train_test_split" / "shuffled_train_file_list.json"
-        victim.write_text(json.dumps(["03797390_trainmug00"]))
-    elif kind == "unlisted_synset":
-        victim = folder / "train_test_split" / "shuffled_train_file_list.json"
-        victim.write_text(json.dumps(["shape_data/12345678/abc"]))
-    elif kind == "shape_file":
-        victim.unlink()
-    elif kind == "non_numeric":
-        victim.write_text("0 0 0 0 0 1 36\n0 0 zero 0 0 1 36\n")
-    elif kind == "columns":
-        victim.write_text("0 0 0 0 0 1\n" * 5)
-    elif kind == "nan":
-        victim.write_text("0 0 0 0 0 1 36\nnan 0 0 0 0 1 36\n")
-    elif kind == "part_range":
-        victim.write_text("0 0 0 0 0 1 36\n1 0 0 0 0 1 12\n")
-    return victim
+MUG = f"{SYNSETS['Mug']}/trainmug00.txt"
+SPLIT = "train_test_split/shuffled_train_file_list.json"
+BREAKS = {  # kind -> (file under the dataset folder, its new text; None: deleted)
+    "category_file": ("synsetoffset2category.txt", None),
+    "category_line": ("synsetoffset2category.txt", "Airplane 02691156 extra\n"),
+    "unknown_category": ("synsetoffset2category.txt", "Spaceship\t99999999\n"),
+    "split_file": (SPLIT, None),
+    "split_json": (SPLIT, "[\"shape_data/03797390/x\","),
+    "split_entry": (SPLIT, json.dumps(["03797390_trainmug00"])),
+    "unlisted_synset": (SPLIT, json.dumps(["shape_data/12345678/abc"])),
+    "shape_file": (MUG, None),
+    "non_numeric": (MUG, "0 0 0 0 0 1 36\n0 0 zero 0 0 1 36\n"),
+    "columns": (MUG, "0 0 0 0 0 1\n" * 5),
+    "nan": (MUG, "0 0 0 0 0 1 36\nnan 0 0 0 0 1 36\n"),
+    "part_range": (MUG, "0 0 0 0 0 1 36\n1 0 0 0 0 1 12\n"),
+}
 
 
 @pytest.mark.parametrize(
@@ -150,11 +132,9 @@ def break_layout(folder: Path, kind: str) -> Path:
     ],
 )
 def test_broken_layout(root, kind, error, match):
-    path = break_layout(root / FOLDER, kind)
-    with pytest.raises(error, match=match) as info:
-        ds = ShapeNetPart(root, "train", npoints=8)
-        [ds[i] for i in range(len(ds))]
-    assert str(path) in str(info.value) and "shapenetcore_partanno_segmentation_benchmark_v0_normal.zip" in str(info.value)
+    path = break_file(root / FOLDER, *BREAKS[kind])
+    assert_broken_dataset_named(lambda: ShapeNetPart(root, "train", npoints=8), path, error, match,
+                                "shapenetcore_partanno_segmentation_benchmark_v0_normal.zip")
 
 
 def test_missing_root_and_bad_arguments(tmp_path, root):

@@ -3,15 +3,12 @@ runs; bench/train_step.py's attention x precision table (both used by the one-sh
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bench import train_step  # noqa: E402
+from bench import train_step  # the checkout's root is on sys.path (conftest)
+from conftest import REPO as ROOT
 
 
 def run_check(tmp_path, *args):

@@ -5,17 +5,9 @@ import copy
 import pytest
 import torch
 
-from pointclora.adapters import (
-    AdapterConfig,
-    adapter_state_dict,
-    apply_adapters,
-    count_parameters,
-    load_adapter,
-    merge_adapters,
-    merge_and_unload,
-    read_adapter_config,
-    save_adapter,
-)
+from conftest import REPO, load_tool, tiny_demo_data
+from pointclora.adapters import (AdapterConfig, adapter_state_dict, apply_adapters, count_parameters, load_adapter,
+                                 merge_adapters, merge_and_unload, read_adapter_config, save_adapter)
 from pointclora.models import build_model, load_pretrained
 
 TINY = dict(trans_dim=32, depth=2, drop_path_rate=0.1, cls_dim=5, num_heads=2, group_size=8, num_group=16,
@@ -285,47 +277,35 @@ def test_dapt_rejects_other_backbones():
 
 
 # ----------------------------------------------------------------------------- the tools, end to end
-def _load_tool(name):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "tools" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"{name}_cli", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    from pointclora.datasets.demo import make_demo_data
-
-    root = tmp_path_factory.mktemp("demo")
-    make_demo_data(root, seed=0, train_per_class=2, test_per_class=1, val_per_class=1, npoints=128,
-                   datasets=("ScanObjectNN",))
-    return root
+    return tiny_demo_data(tmp_path_factory, ("ScanObjectNN",))
 
 
 TOOL_ADAPTERS = {"dapt": "{method: dapt, rank: 4}", "pointgst": "{method: pointgst, rank: 4, local: 8}",
                  "idpt": "{method: idpt, prompt_layer: 1, prompt_k: 8}"}
 
 
+def _tool_config(tmp_path, method: str, demo, epochs: int, drop_path_rate: float, extra: str = ""):
+    """A tiny ScanObjectNN config of `method` on the demo data, for the tools."""
+    config = tmp_path / f"{method}.yaml"
+    config.write_text(f"""_base_: [{REPO}/configs/_base_/scanobjectnn.yaml, {REPO}/configs/_base_/adapter_{method}.yaml]
+model: {{trans_dim: 32, num_heads: 2, group_size: 8, num_group: 16, encoder_dims: 32, depth: 2,
+         drop_path_rate: {drop_path_rate}}}
+dataset: {{root: {demo}/ScanObjectNN, npoints: 64, train_transforms: [scale_translate]}}
+train: {{epochs: {epochs}, batch_size: 4, val_batch_size: 8, num_workers: 0, pin_memory: false, amp: false}}
+scheduler: {{warmup_epochs: 0}}
+adapter: {TOOL_ADAPTERS[method]}
+{extra}""")
+    return config
+
+
 @pytest.mark.parametrize("method", TOOL_ADAPTERS)
 def test_train_test_profile_through_the_tools(method, demo, tmp_path, capsys):
     import json
-    from pathlib import Path
 
-    bases = Path(__file__).resolve().parents[1] / "configs" / "_base_"
-    config = tmp_path / f"{method}.yaml"
-    config.write_text(f"""_base_: [{bases}/scanobjectnn.yaml, {bases}/adapter_{method}.yaml]
-model: {{trans_dim: 32, num_heads: 2, group_size: 8, num_group: 16, encoder_dims: 32, depth: 2, drop_path_rate: 0.1}}
-dataset: {{root: {demo}/ScanObjectNN, npoints: 64, train_transforms: [scale_translate]}}
-train: {{epochs: 2, batch_size: 4, val_batch_size: 8, num_workers: 0, pin_memory: false, amp: false}}
-optimizer: {{lr: 2.0e-3}}
-scheduler: {{warmup_epochs: 0}}
-adapter: {TOOL_ADAPTERS[method]}
-""")
-    train = _load_tool("train")
+    config = _tool_config(tmp_path, method, demo, epochs=2, drop_path_rate=0.1, extra="optimizer: {lr: 2.0e-3}\n")
+    train = load_tool("train")
     out = tmp_path / "out"
     assert train.main(["--config", str(config), "--output-dir", str(out), "--device", "cpu"]) == 0
     results = json.loads((out / "results.json").read_text())
@@ -341,7 +321,7 @@ adapter: {TOOL_ADAPTERS[method]}
     assert train.main(["--config", str(config), "--output-dir", str(out), "--device", "cpu", "--test",
                        "--ckpts", str(tmp_path / "official.pth")]) == 0
     assert json.loads((out / "test_results.json").read_text())["metrics"] == tested["metrics"]
-    profile = _load_tool("profile_flops")
+    profile = load_tool("profile_flops")
     capsys.readouterr()
     assert profile.main(["--compare", f"{config}:merged", "--format", "json"]) == 0
     text = capsys.readouterr().out
@@ -352,31 +332,22 @@ adapter: {TOOL_ADAPTERS[method]}
 def test_predict_with_adapter_file_or_fine_tuned_weights(method, demo, tmp_path):
     """tools/predict.py: backbone + adapter file and a bare fine-tuned state dict give the checkpoint's answer."""
     import json
-    from pathlib import Path
 
     import numpy as np
 
     from pointclora.config import load_config
 
-    bases = Path(__file__).resolve().parents[1] / "configs" / "_base_"
-    config = tmp_path / f"{method}.yaml"
-    config.write_text(f"""_base_: [{bases}/scanobjectnn.yaml, {bases}/adapter_{method}.yaml]
-model: {{trans_dim: 32, num_heads: 2, group_size: 8, num_group: 16, encoder_dims: 32, depth: 2, drop_path_rate: 0.0}}
-dataset: {{root: {demo}/ScanObjectNN, npoints: 64, train_transforms: [scale_translate]}}
-train: {{epochs: 1, batch_size: 4, val_batch_size: 8, num_workers: 0, pin_memory: false, amp: false}}
-scheduler: {{warmup_epochs: 0}}
-adapter: {TOOL_ADAPTERS[method]}
-""")
+    config = _tool_config(tmp_path, method, demo, epochs=1, drop_path_rate=0.0)
     torch.manual_seed(3)
     state = build_model(load_config(config)["model"]).state_dict()
     torch.save({k: v for k, v in state.items() if not k.startswith("cls_head")}, tmp_path / "backbone.pth")
     out = tmp_path / "run"
-    assert _load_tool("train").main(["--config", str(config), "--output-dir", str(out), "--device", "cpu",
+    assert load_tool("train").main(["--config", str(config), "--output-dir", str(out), "--device", "cpu",
                                      "--ckpts", str(tmp_path / "backbone.pth")]) == 0
     trained = torch.load(out / "ckpt-best.pth", weights_only=False)["model"]
     torch.save({"base_model": {f"module.{k}": v for k, v in trained.items()}}, tmp_path / "finetuned.pth")
     np.save(tmp_path / "cloud.npy", np.random.default_rng(0).standard_normal((128, 3)).astype("float32"))
-    predict = _load_tool("predict")
+    predict = load_tool("predict")
     tops = {}
     for name, ckpts in [("ckpt", [out / "ckpt-best.pth"]), ("finetuned", [tmp_path / "finetuned.pth"]),
                         ("adapter", [tmp_path / "backbone.pth", out / "adapter-best.safetensors"])]:

@@ -5,16 +5,13 @@ import torch
 import cuda_ext
 from cuda_ext import pointnet2_utils, reference
 
-from ops_devices import DEVICES, no_cuda_fallback  # noqa: F401  (autouse fixture)
+from ops_devices import no_cuda_fallback, on_devices_and_floats, random_clouds  # noqa: F401  (autouse fixture)
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@on_devices_and_floats
 @pytest.mark.parametrize("B,N,M,radius,nsample", [(1, 1, 1, 0.5, 1), (2, 64, 16, 0.2, 8), (2, 100, 30, 0.4, 32), (1, 20, 5, 10.0, 40)])
 def test_ball_query_matches_reference(device, dtype, B, N, M, radius, nsample):
-    g = torch.Generator().manual_seed(N)
-    xyz = torch.rand(B, N, 3, generator=g, dtype=dtype)
-    new_xyz = torch.rand(B, M, 3, generator=g, dtype=dtype)
+    xyz, new_xyz = random_clouds(N, dtype, B, N, M)
     got = cuda_ext.ball_query(radius, nsample, xyz.to(device), new_xyz.to(device))
     assert got.dtype == torch.int32 and got.shape == (B, M, nsample)
     assert torch.equal(got.cpu(), reference.ball_query(radius, nsample, xyz, new_xyz))
@@ -57,8 +54,7 @@ def test_ball_query_bad_input(radius, nsample, xyz, new_xyz, match):
         cuda_ext.ball_query(radius, nsample, xyz, new_xyz)
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@on_devices_and_floats
 def test_grouping_matches_reference(device, dtype):
     features = torch.randn(2, 5, 40, dtype=dtype, device=device, requires_grad=True)
     idx = torch.randint(0, 40, (2, 12, 6), dtype=torch.int32, device=device)

@@ -5,16 +5,13 @@ import torch
 import cuda_ext
 from cuda_ext import reference
 
-from ops_devices import DEVICES, no_cuda_fallback  # noqa: F401  (autouse fixture)
+from ops_devices import no_cuda_fallback, on_devices_and_floats, random_clouds  # noqa: F401  (autouse fixture)
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@on_devices_and_floats
 @pytest.mark.parametrize("B,n,m", [(1, 1, 3), (2, 50, 20), (3, 17, 64)])
 def test_three_nn_matches_reference(device, dtype, B, n, m):
-    g = torch.Generator().manual_seed(n + m)
-    unknown = torch.rand(B, n, 3, generator=g, dtype=dtype)
-    known = torch.rand(B, m, 3, generator=g, dtype=dtype)
+    unknown, known = random_clouds(n + m, dtype, B, n, m)
     dist, idx = cuda_ext.three_nn(unknown.to(device), known.to(device))
     want_dist, want_idx = reference.three_nn(unknown, known)
     assert idx.dtype == torch.int32 and torch.equal(idx.cpu(), want_idx)
@@ -34,8 +31,7 @@ def test_three_nn_non_contiguous():
     assert torch.equal(cuda_ext.three_nn(unknown, known)[1], reference.three_nn(unknown.contiguous(), known.contiguous())[1])
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@on_devices_and_floats
 def test_three_interpolate_matches_reference(device, dtype):
     features = torch.randn(2, 4, 20, dtype=dtype, device=device, requires_grad=True)
     idx = torch.randint(0, 20, (2, 30, 3), dtype=torch.int32, device=device)

@@ -6,7 +6,7 @@ import cuda_ext
 from cuda_ext import reference
 from cuda_ext.knn import KNN
 
-from ops_devices import DEVICES, no_cuda_fallback  # noqa: F401  (autouse fixture)
+from ops_devices import DEVICES, no_cuda_fallback, on_devices_and_floats, random_clouds  # noqa: F401  (autouse fixture)
 
 
 def make(kind, B, N, M, dtype=torch.float32):
@@ -81,13 +81,10 @@ def test_knn_module_matches_knn_cuda_convention(transpose_mode):
     torch.testing.assert_close(dist, want_dist)
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@on_devices_and_floats
 @pytest.mark.parametrize("B,N,M", [(1, 1, 1), (2, 30, 50), (3, 64, 17)])
 def test_chamfer_matches_reference(device, dtype, B, N, M):
-    g = torch.Generator().manual_seed(N + M)
-    a = torch.rand(B, N, 3, generator=g, dtype=dtype)
-    b = torch.rand(B, M, 3, generator=g, dtype=dtype)
+    a, b = random_clouds(N + M, dtype, B, N, M)
     a_ref, b_ref = a.clone().requires_grad_(), b.clone().requires_grad_()
     a_dev, b_dev = a.to(device).requires_grad_(), b.to(device).requires_grad_()
     got = cuda_ext.chamfer_distance(a_dev, b_dev)

@@ -5,13 +5,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import load_tool
+from conftest import REPO, load_tool, tiny_demo_data
 from pointclora.engine.distributed import DistInfo
 from pointclora.engine.logging import read_csv
 from pointclora.datasets.heldout import HELDOUT, stratified_split
 from pointclora.engine.protocols import BEST_TEST, BEST_VAL, LAST
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = "trans_dim: 32, num_heads: 2, group_size: 8, num_group: 8, encoder_dims: 32, depth: 2, drop_path_rate: 0.0"
 
 
@@ -27,12 +26,7 @@ def test_stratified_split_is_deterministic_disjoint_and_per_class():
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    from pointclora.datasets.demo import make_demo_data
-
-    root = tmp_path_factory.mktemp("demo")
-    make_demo_data(root, seed=0, train_per_class=4, test_per_class=1, val_per_class=1, npoints=64,
-                   datasets=("ScanObjectNN", "ShapeNetPart"))
-    return root
+    return tiny_demo_data(tmp_path_factory, ("ScanObjectNN", "ShapeNetPart"), train_per_class=4, npoints=64)
 
 
 def test_heldout_split_is_carved_from_train_and_read_as_evaluation(demo):

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from conftest import tiny_demo_data
 from pointclora.datasets.common import DataError
 from pointclora.datasets.modelnet40 import ModelNet40
 from pointclora.datasets.shapenetpart import ShapeNetPart
@@ -10,12 +11,7 @@ from pointclora.datasets.shapenetpart import ShapeNetPart
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    from pointclora.datasets.demo import make_demo_data
-
-    root = tmp_path_factory.mktemp("demo")
-    make_demo_data(root, seed=0, train_per_class=1, test_per_class=1, val_per_class=1, npoints=32,
-                   datasets=("ModelNet40", "ShapeNetPart"))
-    return root
+    return tiny_demo_data(tmp_path_factory, ("ModelNet40", "ShapeNetPart"), train_per_class=1, npoints=32)
 
 
 def _copy(src, dst):

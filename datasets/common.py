@@ -6,7 +6,7 @@ expected, and ends with a hint on where the official data is published and
 which folder layout the loader reads (the same text as DATASET.md).
 """
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -109,6 +109,11 @@ def check_positive(name: str, value: int) -> int:
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
     return int(value)
+
+
+def check_split_and_size(split: str, splits: Sequence[str], npoints: int) -> Tuple[str, int]:
+    """What every loader's constructor checks first: (split, one of `splits`; npoints, a positive int)."""
+    return check_choice("split", split, list(splits)), check_positive("npoints", npoints)
 
 
 def check_finite(points: np.ndarray, path: PathLike, dataset: str, index: Optional[int] = None) -> None:

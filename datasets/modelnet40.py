@@ -28,8 +28,8 @@ from tqdm import tqdm
 import cuda_ext
 
 from .common import (
-    PathLike, check_choice, check_finite, check_labels, check_positive, hint, malformed, missing, pc_normalize,
-    read_lines,
+    PathLike, check_choice, check_finite, check_labels, check_positive, check_split_and_size, hint, malformed, missing,
+    pc_normalize, read_lines,
 )  # fmt: skip
 from .pointcloud_io import atomic_pickle_dump, read_h5_arrays, read_text_points, safe_pickle_load
 from .transforms import apply_transform
@@ -76,18 +76,9 @@ class ModelNet40(Dataset):
 
     num_classes = len(CLASSES)
 
-    def __init__(
-        self,
-        root: PathLike,
-        split: str = "train",
-        npoints: int = 1024,
-        use_normals: bool = False,
-        format: str = "auto",
-        transform: Optional[Callable] = None,
-        cache_points: int = 8192,
-    ):
-        self.split = check_choice("split", split, ["train", "test"])
-        self.npoints = check_positive("npoints", npoints)
+    def __init__(self, root: PathLike, split: str = "train", npoints: int = 1024, use_normals: bool = False,
+                 format: str = "auto", transform: Optional[Callable] = None, cache_points: int = 8192):
+        self.split, self.npoints = check_split_and_size(split, ("train", "test"), npoints)
         self.cache_points = check_positive("cache_points", cache_points)
         self.use_normals, self.transform = use_normals, transform
         self.format = self._resolve(Path(root).expanduser(), check_choice("format", format, FORMATS))

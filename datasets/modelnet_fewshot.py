@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .common import PathLike, check_choice, check_finite, check_positive, malformed, missing, pc_normalize
+from .common import PathLike, check_finite, check_positive, check_split_and_size, malformed, missing, pc_normalize
 from .modelnet40 import CLASSES as MODELNET_CLASSES, fps_numpy
 from .pointcloud_io import atomic_pickle_dump, safe_pickle_load
 from .transforms import apply_transform
@@ -108,22 +108,13 @@ class ModelNetFewShot(Dataset):
 
     wider_head_ok = True
 
-    def __init__(
-        self,
-        root: PathLike,
-        split: str = "train",
-        way: int = 5,
-        shot: int = 10,
-        fold: int = 0,
-        npoints: int = 1024,
-        use_normals: bool = False,
-        transform: Optional[Callable] = None,
-    ):
-        self.split = check_choice("split", split, list(SPLITS))
+    def __init__(self, root: PathLike, split: str = "train", way: int = 5, shot: int = 10, fold: int = 0,
+                 npoints: int = 1024, use_normals: bool = False, transform: Optional[Callable] = None):
+        self.split, self.npoints = check_split_and_size(split, SPLITS, npoints)
         self.way, self.shot = check_positive("way", way), check_positive("shot", shot)
         if not isinstance(fold, int) or isinstance(fold, bool) or fold < 0:
             raise ValueError(f"fold must be a non-negative int, got {fold!r}")
-        self.fold, self.npoints = fold, check_positive("npoints", npoints)
+        self.fold = fold
         self.use_normals, self.transform = use_normals, transform
         self.path = fold_path(root, self.way, self.shot, fold)
         data = read_fold(self.path, self.way)

@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 
 import cuda_ext
 
-from .common import PathLike, check_choice, check_finite, check_labels, check_positive, malformed, missing
+from .common import PathLike, check_choice, check_finite, check_labels, check_split_and_size, malformed, missing
 from .pointcloud_io import read_h5_arrays
 from .transforms import apply_transform
 
@@ -73,17 +73,10 @@ class ScanObjectNN(Dataset):
     classes = CLASSES
     num_classes = len(CLASSES)
 
-    def __init__(
-        self,
-        root: PathLike,
-        variant: str = "OBJ_BG",
-        split: str = "train",
-        npoints: int = 2048,
-        transform: Optional[Callable] = None,
-    ):
+    def __init__(self, root: PathLike, variant: str = "OBJ_BG", split: str = "train", npoints: int = 2048,
+                 transform: Optional[Callable] = None):
         self.variant = check_choice("variant", variant, list(VARIANTS))
-        self.split = check_choice("split", split, list(SPLITS))
-        self.npoints = check_positive("npoints", npoints)
+        self.split, self.npoints = check_split_and_size(split, SPLITS, npoints)
         self.transform = transform
         self.path = resolve_file(root, variant, split)
         self.points, self.labels, self.mask = self._load(self.path)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .common import PathLike, check_choice, check_positive, find_root, malformed, missing, pc_normalize, read_lines
+from .common import PathLike, check_split_and_size, find_root, malformed, missing, pc_normalize, read_lines
 from .pointcloud_io import read_text_points
 from .transforms import apply_transform
 
@@ -90,17 +90,9 @@ class ShapeNetPart(Dataset):
     NUM_PARTS = NUM_PARTS
     NUM_CATEGORIES = NUM_CATEGORIES
 
-    def __init__(
-        self,
-        root: PathLike,
-        split: str = "train",
-        npoints: int = 2048,
-        use_normals: bool = False,
-        transform: Optional[Callable] = None,
-        sample_seed: Optional[int] = None,
-    ):
-        self.split = check_choice("split", split, list(SPLITS))
-        self.npoints = check_positive("npoints", npoints)
+    def __init__(self, root: PathLike, split: str = "train", npoints: int = 2048, use_normals: bool = False,
+                 transform: Optional[Callable] = None, sample_seed: Optional[int] = None):
+        self.split, self.npoints = check_split_and_size(split, SPLITS, npoints)
         self.use_normals, self.transform, self.sample_seed = use_normals, transform, sample_seed
         self.root = find_root(root, FOLDER, CATEGORY_FILE, NAME)
         self.synsets = read_categories(self.root / CATEGORY_FILE)

@@ -167,33 +167,22 @@ def test_h5_missing_normal_key(tmp_path):
 
 
 SHAPE = "bathtub/bathtub_0004.txt"
-BREAKS = {  # kind -> (file under modelnet40_normal_resampled/, its new text; None: deleted)
-    "split_file": ("modelnet40_train.txt", None),
-    "shape_file": (SHAPE, None),
-    "non_numeric": (SHAPE, "0.1,0.2,0.3,0,0,1\n0.1,abc,0.3,0,0,1\n"),
-    "columns": (SHAPE, "0.1,0.2,0.3\n" * 20),
-    "nan": (SHAPE, "0.1,0.2,0.3,0,0,1\n" * 20 + "nan,0.2,0.3,0,0,1\n"),
-    "empty": (SHAPE, ""),
-    "few_points": (SHAPE, "0.1,0.2,0.3,0,0,1\n" * 3),
-    "unknown_class": ("modelnet40_train.txt", "chair_0001\n"),
+BREAKS = {  # kind -> (file under modelnet40_normal_resampled/, its new text (None: deleted), error, message)
+    "split_file": ("modelnet40_train.txt", None, FileNotFoundError, "train split file not found"),
+    "shape_file": (SHAPE, None, FileNotFoundError, "point file not found"),
+    "non_numeric": (SHAPE, "0.1,0.2,0.3,0,0,1\n0.1,abc,0.3,0,0,1\n", ValueError, "row 2: 'abc' is not a number"),
+    "columns": (SHAPE, "0.1,0.2,0.3\n" * 20, ValueError, "expected 6 values per row, found 3"),
+    "nan": (SHAPE, "0.1,0.2,0.3,0,0,1\n" * 20 + "nan,0.2,0.3,0,0,1\n", ValueError, "row 21: non-finite"),
+    "empty": (SHAPE, "", ValueError, "empty point file"),
+    "few_points": (SHAPE, "0.1,0.2,0.3,0,0,1\n" * 3, ValueError, "fewer than npoints=8"),
+    "unknown_class": ("modelnet40_train.txt", "chair_0001\n", ValueError, "class 'chair' not in modelnet40_shape_names.txt"),
 }
 
 
-@pytest.mark.parametrize(
-    "kind,error,match",
-    [
-        ("split_file", FileNotFoundError, "train split file not found"),
-        ("shape_file", FileNotFoundError, "point file not found"),
-        ("non_numeric", ValueError, "row 2: 'abc' is not a number"),
-        ("columns", ValueError, "expected 6 values per row, found 3"),
-        ("nan", ValueError, "row 21: non-finite"),
-        ("empty", ValueError, "empty point file"),
-        ("few_points", ValueError, "fewer than npoints=8"),
-        ("unknown_class", ValueError, "class 'chair' not in modelnet40_shape_names.txt"),
-    ],
-)
-def test_broken_text_layout(root, kind, error, match):
-    path = break_file(root / "modelnet40_normal_resampled", *BREAKS[kind])
+@pytest.mark.parametrize("kind", list(BREAKS))
+def test_broken_text_layout(root, kind):
+    relative, text, error, match = BREAKS[kind]
+    path = break_file(root / "modelnet40_normal_resampled", relative, text)
     assert_broken_dataset_named(lambda: ModelNet40(root, "train", npoints=8, format="txt"), path, error, match,
                                 "modelnet40_normal_resampled.zip")
 

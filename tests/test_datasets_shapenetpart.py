@@ -98,41 +98,26 @@ def test_parent_or_folder_root(root):
 
 MUG = f"{SYNSETS['Mug']}/trainmug00.txt"
 SPLIT = "train_test_split/shuffled_train_file_list.json"
-BREAKS = {  # kind -> (file under the dataset folder, its new text; None: deleted)
-    "category_file": ("synsetoffset2category.txt", None),
-    "category_line": ("synsetoffset2category.txt", "Airplane 02691156 extra\n"),
-    "unknown_category": ("synsetoffset2category.txt", "Spaceship\t99999999\n"),
-    "split_file": (SPLIT, None),
-    "split_json": (SPLIT, "[\"shape_data/03797390/x\","),
-    "split_entry": (SPLIT, json.dumps(["03797390_trainmug00"])),
-    "unlisted_synset": (SPLIT, json.dumps(["shape_data/12345678/abc"])),
-    "shape_file": (MUG, None),
-    "non_numeric": (MUG, "0 0 0 0 0 1 36\n0 0 zero 0 0 1 36\n"),
-    "columns": (MUG, "0 0 0 0 0 1\n" * 5),
-    "nan": (MUG, "0 0 0 0 0 1 36\nnan 0 0 0 0 1 36\n"),
-    "part_range": (MUG, "0 0 0 0 0 1 36\n1 0 0 0 0 1 12\n"),
+BREAKS = {  # kind -> (file under the dataset folder, its new text (None: deleted), error, message)
+    "category_file": ("synsetoffset2category.txt", None, FileNotFoundError, "synsetoffset2category.txt"),
+    "category_line": ("synsetoffset2category.txt", "Airplane 02691156 extra\n", ValueError, "expected '<Category> <synset>'"),
+    "unknown_category": ("synsetoffset2category.txt", "Spaceship\t99999999\n", ValueError, "unknown category 'Spaceship'"),
+    "split_file": (SPLIT, None, FileNotFoundError, "train split file not found"),
+    "split_json": (SPLIT, "[\"shape_data/03797390/x\",", ValueError, "not valid JSON"),
+    "split_entry": (SPLIT, json.dumps(["03797390_trainmug00"]), ValueError, "expected 'shape_data/<synset>/<token>'"),
+    "unlisted_synset": (SPLIT, json.dumps(["shape_data/12345678/abc"]), ValueError, "synset '12345678' is not listed"),
+    "shape_file": (MUG, None, FileNotFoundError, "Mug shape listed in the train split"),
+    "non_numeric": (MUG, "0 0 0 0 0 1 36\n0 0 zero 0 0 1 36\n", ValueError, "row 2: .zero. is not a number"),
+    "columns": (MUG, "0 0 0 0 0 1\n" * 5, ValueError, "expected 7 values per row, found 6"),
+    "nan": (MUG, "0 0 0 0 0 1 36\nnan 0 0 0 0 1 36\n", ValueError, "non-finite"),
+    "part_range": (MUG, "0 0 0 0 0 1 36\n1 0 0 0 0 1 12\n", ValueError, r"part ids must be integers in \[36, 37\] for Mug"),
 }
 
 
-@pytest.mark.parametrize(
-    "kind,error,match",
-    [
-        ("category_file", FileNotFoundError, "synsetoffset2category.txt"),
-        ("category_line", ValueError, "expected '<Category> <synset>'"),
-        ("unknown_category", ValueError, "unknown category 'Spaceship'"),
-        ("split_file", FileNotFoundError, "train split file not found"),
-        ("split_json", ValueError, "not valid JSON"),
-        ("split_entry", ValueError, "expected 'shape_data/<synset>/<token>'"),
-        ("unlisted_synset", ValueError, "synset '12345678' is not listed"),
-        ("shape_file", FileNotFoundError, "Mug shape listed in the train split"),
-        ("non_numeric", ValueError, "row 2: .zero. is not a number"),
-        ("columns", ValueError, "expected 7 values per row, found 6"),
-        ("nan", ValueError, "non-finite"),
-        ("part_range", ValueError, r"part ids must be integers in \[36, 37\] for Mug"),
-    ],
-)
-def test_broken_layout(root, kind, error, match):
-    path = break_file(root / FOLDER, *BREAKS[kind])
+@pytest.mark.parametrize("kind", list(BREAKS))
+def test_broken_layout(root, kind):
+    relative, text, error, match = BREAKS[kind]
+    path = break_file(root / FOLDER, relative, text)
     assert_broken_dataset_named(lambda: ShapeNetPart(root, "train", npoints=8), path, error, match,
                                 "shapenetcore_partanno_segmentation_benchmark_v0_normal.zip")
 

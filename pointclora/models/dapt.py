@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 from ..adapters.dapt import TOKEN_CHOICES, DAPTAdapter, init_scale_shift, reset_scale_shift, scale_shift
-from ..adapters.methods import backbone_kwargs, copy_backbone_state, seeded
+from ..adapters.methods import seeded
 from .layers import Attention, DropPath, Mlp
-from .point_mae import PointMAE
+from .variant import PointMAEVariant
 
 SCALE_SHIFT = "tfts"  # official name of the scale-and-shift factors
 
@@ -92,7 +92,7 @@ class DAPTEncoder(nn.Module):
         return x
 
 
-class PointMAEDAPT(PointMAE):
+class PointMAEDAPT(PointMAEVariant):
     """Point-MAE transformer with DAPT. Keyword arguments are the official model keys."""
 
     METHOD = "dapt"
@@ -147,25 +147,14 @@ class PointMAEDAPT(PointMAE):
         """The official freezing rule without its 'cls' part: names holding 'tfts' or 'Adapter'."""
         return [n for n, _ in self.named_parameters() if SCALE_SHIFT in n or "Adapter" in n]
 
-    @classmethod
-    def from_backbone(cls, backbone: PointMAE, config) -> "PointMAEDAPT":
-        """A DAPT model holding a copy of the backbone's tensors (the head too when its width fits)."""
-        w = next(backbone.parameters())
-        fields = {k: getattr(config, k) for k in ("rank", "drop_adapter_rate", "class_token", "prompt_token",
-                                                  "patch_token")}
-        model = cls(**backbone_kwargs(backbone), **fields).to(device=w.device, dtype=w.dtype)
-        model.reset_adapter_parameters(config.seed)
-        copy_backbone_state(model, backbone)
-        return model.train(backbone.training)
-
     # --- forward
+    def encode_patches(self, neighborhood: torch.Tensor) -> torch.Tensor:
+        """neighborhood: (B, G, K, 3) -> patch tokens (B, G, C), scaled and shifted after the encoder."""
+        return scale_shift(super().encode_patches(neighborhood), self.tfts_gamma_1, self.tfts_beta_1)
+
     def forward_tokens(self, points: torch.Tensor) -> torch.Tensor:
         """points: (B, N, 3) -> tokens (B, 1 + depth + G, C): [cls], prompts (newest first), patches."""
-        neighborhood, center = self.group_divider(points)  # (B, G, K, 3), (B, G, 3)
-        tokens = scale_shift(self.encoder(neighborhood), self.tfts_gamma_1, self.tfts_beta_1)  # (B, G, C)
-        B = tokens.shape[0]
-        x = torch.cat([self.cls_token.expand(B, -1, -1), tokens], dim=1)  # (B, 1+G, C)
-        pos = torch.cat([self.cls_pos.expand(B, -1, -1), self.pos_embed(center)], dim=1)  # (B, 1+G, C)
+        x, pos, _ = self.embed(points)  # (B, 1+G, C) each
         x = self.blocks(x + pos)
         return scale_shift(self.norm(x), self.tfts_gamma_2, self.tfts_beta_2)
 

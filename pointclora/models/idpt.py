@@ -15,8 +15,7 @@ from torch import nn
 
 from ..adapters.idpt import (CLS_TYPES, DEFAULT_K, EDGE_CONVS, PROMPT_MODULES, build_prompt_module,
                              reset_prompt_parameters)
-from ..adapters.methods import backbone_kwargs, copy_backbone_state
-from .point_mae import PointMAE
+from .variant import PointMAEVariant
 
 # config keys only the IDPT PointTransformer has: their presence selects this model for NAME PointTransformer
 IDPT_KEYS = frozenset({"prompt_layer", "prompt_module", "cls_type"})
@@ -76,7 +75,7 @@ class PromptedEncoder(nn.Module):
         return f"prompt_layer={self.prompt_layer}, num_group={self.num_group}"
 
 
-class PointMAEIDPT(PointMAE):
+class PointMAEIDPT(PointMAEVariant):
     """Point-MAE transformer with IDPT. Keyword arguments are the official model keys.
 
     prompt_layer: index of the block the prompt is inserted before (official: 11, the last of 12).
@@ -99,7 +98,7 @@ class PointMAEIDPT(PointMAE):
                          num_heads=num_heads, group_size=group_size, num_group=num_group,
                          encoder_dims=encoder_dims, fps_skip_near_origin=fps_skip_near_origin)
         self.prompt_pos = nn.Parameter(torch.zeros(1, 1, trans_dim))
-        self.reset_prompt_parameters()
+        self.reset_adapter_parameters()
         self._readout = READOUTS[cls_type]
 
     def feature_dim(self) -> int:
@@ -110,7 +109,7 @@ class PointMAEIDPT(PointMAE):
         prompt = build_prompt_module(self.prompt_module, self.trans_dim, self.num_heads, self.prompt_k)
         return PromptedEncoder(blocks, prompt, self.prompt_layer, self.num_group)
 
-    def reset_prompt_parameters(self, seed: int = 0) -> None:
+    def reset_adapter_parameters(self, seed: int = 0) -> None:
         """Official init, drawn from ``seed``: ``prompt_pos`` trunc-normal(0.02) (the official rule never
         trains it, so this value is part of the method and of its adapter file), the generator PyTorch's
         default (its official fine-tuning init, see pointclora.adapters.idpt.reset_prompt_parameters)."""
@@ -120,6 +119,8 @@ class PointMAEIDPT(PointMAE):
         with torch.no_grad():
             self.prompt_pos.copy_(pos)
         reset_prompt_parameters(self.blocks.cls, seed)
+
+    reset_prompt_parameters = reset_adapter_parameters  # IDPT's own name for it
 
     # --- the interface of pointclora.adapters.methods
     def method_fields(self) -> Dict[str, object]:
@@ -134,25 +135,11 @@ class PointMAEIDPT(PointMAE):
         """Frozen tensors the method adds to the backbone, kept in adapter files: ``prompt_pos``."""
         return ["prompt_pos"]
 
-    @classmethod
-    def from_backbone(cls, backbone: PointMAE, config) -> "PointMAEIDPT":
-        """An IDPT model holding a copy of the backbone's tensors (the head too when its width fits)."""
-        w = next(backbone.parameters())
-        fields = {k: getattr(config, k) for k in config.structural_fields}
-        model = cls(**backbone_kwargs(backbone), **fields).to(device=w.device, dtype=w.dtype)
-        model.reset_prompt_parameters(config.seed)
-        copy_backbone_state(model, backbone)
-        return model.train(backbone.training)
-
     # --- forward
     def forward_tokens(self, points: torch.Tensor) -> torch.Tensor:
         """points: (B, N, 3) -> normalised tokens (B, 2 + G, C): [cls], prompt, point tokens."""
-        neighborhood, center = self.group_divider(points)  # (B, G, K, 3), (B, G, 3)
-        tokens = self.reduce_dim(self.encoder(neighborhood))  # (B, G, C)
-        B = tokens.shape[0]
-        x = torch.cat([self.cls_token.expand(B, -1, -1), tokens], dim=1)  # (B, 1 + G, C)
-        pos = torch.cat([self.cls_pos.expand(B, -1, -1), self.pos_embed(center)], dim=1)  # (B, 1 + G, C)
-        return self.norm(self.blocks(x, pos, self.prompt_pos.expand(B, -1, -1)))
+        x, pos, _ = self.embed(points)  # (B, 1 + G, C) each
+        return self.norm(self.blocks(x, pos, self.prompt_pos.expand(x.shape[0], -1, -1)))
 
     def forward_features(self, points: torch.Tensor) -> torch.Tensor:
         """points: (B, N, 3) -> features (B, feature_dim()) chosen by ``cls_type``."""

@@ -62,22 +62,10 @@ class PointMAEPartSeg(FrozenBNMixin, nn.Module):
     HEAD_MODULES = ("label_conv", "propagation_0", "convs1", "convs2", "convs3", "bns1", "bns2")
     REGIONS = {**STEM_REGIONS, **{name: "head" for name in HEAD_MODULES + ("dp1", "relu")}}
 
-    def __init__(
-        self,
-        *,
-        trans_dim: int,
-        depth: int,
-        drop_path_rate: float,
-        cls_dim: int,
-        num_heads: int,
-        group_size: int,
-        num_group: int,
-        encoder_dims: int,
-        num_categories: int = 16,
-        fetch_idx: Optional[Sequence[int]] = None,
-        fps_skip_near_origin: bool = True,
-        attention: str = "explicit",
-    ):
+    # the backbone keys (Point-MAE's, read by build_model and the config schema), then the head's
+    def __init__(self, *, trans_dim: int, depth: int, drop_path_rate: float, cls_dim: int, num_heads: int,
+                 group_size: int, num_group: int, encoder_dims: int, fps_skip_near_origin: bool = True,
+                 attention: str = "explicit", num_categories: int = 16, fetch_idx: Optional[Sequence[int]] = None):
         super().__init__()
         if encoder_dims != trans_dim:
             raise ValueError(f"PointMAEPartSeg needs encoder_dims == trans_dim, got {encoder_dims} and {trans_dim}")

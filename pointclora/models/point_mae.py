@@ -87,13 +87,23 @@ class PointMAE(FrozenBNMixin, nn.Module):
             nn.Linear(256, cls_dim),
         )
 
-    def forward_tokens(self, points: torch.Tensor) -> torch.Tensor:
-        """points: (B, N, 3) -> normalised tokens (B, 1 + G, trans_dim), token 0 is [cls]."""
+    def encode_patches(self, neighborhood: torch.Tensor) -> torch.Tensor:
+        """neighborhood: (B, G, K, 3) -> patch tokens (B, G, trans_dim)."""
+        return self.reduce_dim(self.encoder(neighborhood))
+
+    def embed(self, points: torch.Tensor):
+        """points: (B, N, 3) -> what the blocks read, shared by the method variants: tokens (B, 1 + G, C)
+        with [cls] first, their positional embeddings (B, 1 + G, C), and the patch centres (B, G, 3)."""
         neighborhood, center = self.group_divider(points)  # (B, G, K, 3), (B, G, 3)
-        tokens = self.reduce_dim(self.encoder(neighborhood))  # (B, G, C)
+        tokens = self.encode_patches(neighborhood)  # (B, G, C)
         B = tokens.shape[0]
         x = torch.cat([self.cls_token.expand(B, -1, -1), tokens], dim=1)  # (B, 1+G, C)
         pos = torch.cat([self.cls_pos.expand(B, -1, -1), self.pos_embed(center)], dim=1)  # (B, 1+G, C)
+        return x, pos, center
+
+    def forward_tokens(self, points: torch.Tensor) -> torch.Tensor:
+        """points: (B, N, 3) -> normalised tokens (B, 1 + G, trans_dim), token 0 is [cls]."""
+        x, pos, _ = self.embed(points)
         return self.norm(self.blocks(x, pos))
 
     def forward_features(self, points: torch.Tensor) -> torch.Tensor:

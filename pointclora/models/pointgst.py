@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 from ..adapters import pointgst as gst
-from ..adapters.methods import backbone_kwargs, copy_backbone_state, seeded
+from ..adapters.methods import seeded
 from .layers import Block
-from .point_mae import PointMAE
+from .variant import PointMAEVariant
 
 
 class PGSTBlock(Block):
@@ -47,7 +47,7 @@ class PGSTEncoder(nn.Module):
         return x
 
 
-class PointMAEPGST(PointMAE):
+class PointMAEPGST(PointMAEVariant):
     """Point-MAE transformer with PointGST. Keyword arguments are the official model keys (+ basis)."""
 
     METHOD = "pointgst"
@@ -86,16 +86,6 @@ class PointMAEPGST(PointMAE):
         """The official freezing rule without its 'cls' part: names holding 'adapt'."""
         return [n for n, _ in self.named_parameters() if "adapt" in n]
 
-    @classmethod
-    def from_backbone(cls, backbone: PointMAE, config) -> "PointMAEPGST":
-        """A PointGST model holding a copy of the backbone's tensors (head included)."""
-        w = next(backbone.parameters())
-        model = cls(**backbone_kwargs(backbone), rank=config.rank, local=config.local, basis=config.basis)
-        model = model.to(device=w.device, dtype=w.dtype)
-        model.reset_adapter_parameters(config.seed)
-        copy_backbone_state(model, backbone)
-        return model.train(backbone.training)
-
     # --- forward
     def spectral_inputs(self, center: torch.Tensor):
         """center: (B, G, 3) -> global basis (B, G, G), local bases (B, G/local, local, local), z-order."""
@@ -109,10 +99,5 @@ class PointMAEPGST(PointMAE):
 
     def forward_tokens(self, points: torch.Tensor) -> torch.Tensor:
         """points: (B, N, 3) -> normalised tokens (B, 1 + G, trans_dim), token 0 is [cls]."""
-        neighborhood, center = self.group_divider(points)  # (B, G, K, 3), (B, G, 3)
-        u, sub_u, order = self.spectral_inputs(center)
-        tokens = self.encoder(neighborhood)  # (B, G, C)
-        B = tokens.shape[0]
-        x = torch.cat([self.cls_token.expand(B, -1, -1), tokens], dim=1)  # (B, 1+G, C)
-        pos = torch.cat([self.cls_pos.expand(B, -1, -1), self.pos_embed(center)], dim=1)  # (B, 1+G, C)
-        return self.norm(self.blocks(x, pos, u, sub_u, order))
+        x, pos, center = self.embed(points)  # (B, 1+G, C), (B, 1+G, C), (B, G, 3)
+        return self.norm(self.blocks(x, pos, *self.spectral_inputs(center)))

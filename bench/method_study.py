@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Method comparison on the demo data: full fine-tuning, linear probing, LoRA, CLoRA, CLoRA+CoTo.
+"""Method comparison on the demo data: full fine-tuning, linear probing, LoRA, CLoRA, CLoRA+CoTo,
+DAPT, IDPT and PointGST.
 
     .venv/bin/python bench/method_study.py          # ~20 min on 2 cores; writes bench/results/method_study.{md,png}
 
@@ -7,10 +8,11 @@
    tools/demo.py) when present, else pre-trained once with tools/pretrain.py --config
    configs/demo_pretrain.yaml into <out>/pretrain.
 2. Every method fine-tunes that backbone on the demo ScanObjectNN PB_T50_RS task for the same number of
-   epochs and the same recipe (configs/demo_clora.yaml; adapters from the shipped ScanObjectNN configs)
-   over 3 seeds, each run a `tools/train.py` process (two at a time, one thread each), through
-   `pointclora.sweep` (tools/sweep.py's library: finished runs are skipped, killed ones resumed; it also
-   writes sweep.md/json/csv/png per task under <out>/runs/<task>/).
+   epochs and the same recipe (configs/demo_clora.yaml; adapters from the shipped ScanObjectNN configs,
+   the peer methods' size-dependent keys fitted to the demo model by the sweep's rule) over 3 seeds,
+   each run a `tools/train.py` process (two at a time, one thread each), through `pointclora.sweep`
+   (tools/sweep.py's library: finished runs are skipped, killed ones resumed; it also writes
+   sweep.md/json/csv/png per task under <out>/runs/<task>/).
 3. CoTo's claims, with and without CoTo: (a) pruning: accuracy when the adapters of every other block
    are switched off; (b) merging: a CLoRA adapter trained on PB_T50_RS and one trained on OBJ_ONLY are
    merged by averaging their weight updates, W = W0 + (dW_a + dW_b) / 2, and the merged backbone is
@@ -34,8 +36,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench.common` from a checkout
 
-from bench.common import (REPO_ROOT, RESULTS_DIR, command_line, machine_header, markdown_table, mean_std,
-                          write_result)
+from bench.common import (REPO_ROOT, RESULTS_DIR, command_line, load_average, machine_header, markdown_table,
+                          mean_std, write_result)
 from pointclora import sweep  # noqa: E402
 from pointclora.adapters import adapter_layers, group_adapters_by_block, merge_and_unload  # noqa: E402
 from pointclora.config import load_config, save_config  # noqa: E402
@@ -45,6 +47,7 @@ from pointclora.engine.distributed import DistInfo  # noqa: E402
 from pointclora.engine.tasks import ClassificationTask  # noqa: E402
 from pointclora.factory import build_model_with_adapters, splits  # noqa: E402
 from pointclora.sweep import grid as sweep_grid  # noqa: E402
+from pointclora.sweep.report import pyplot, save_figure  # noqa: E402
 
 METHODS = sweep_grid.METHODS
 LABELS = sweep_grid.LABELS
@@ -330,12 +333,7 @@ def summarise(out: Path, seeds: Sequence[int], methods: Sequence[str]) -> Dict[s
 
 def plot(table: Mapping[str, dict], path: Path) -> Path:
     """Accuracy (best and last epoch, mean +- std over seeds) against trainable parameters, log x."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    fig, ax = pyplot().subplots(figsize=(6.4, 4.2), dpi=120)
     for i, (method, row) in enumerate(table.items()):
         x = row["trainable"]
         ax.errorbar([x], [row["best"][0]], yerr=[row["best"][1]], fmt="o", capsize=4, color=f"C{i}", label=LABELS[method])
@@ -345,12 +343,7 @@ def plot(table: Mapping[str, dict], path: Path) -> Path:
     ax.set_ylabel("test OA (%)  o best epoch, x last epoch")
     ax.set_title("Demo ScanObjectNN PB_T50_RS: accuracy vs trainable parameters", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _pm(values) -> str:
@@ -383,10 +376,15 @@ def merging_table(res: Mapping[str, dict]) -> str:
     return markdown_table(["method", "evaluated on", "own adapter (%)", "merged adapter (%)", "change (points)"], rows)
 
 
-def report(args, backbone_note: str, table, pruning, merging, wall_s: float, png: Optional[Path]) -> str:
+def report(args, header: str, backbone_note: str, table, pruning, merging, wall_s: float,
+           png: Optional[Path]) -> str:
+    """The result file: `header` (machine_header at the start of the study) + the end's load, the
+    setting, the tables."""
     cfg = run_config("clora", MAIN_TASK, args.epochs, args.model_opts, args.dataset_opts)
     m, d, t = cfg["model"], cfg["dataset"], cfg["train"]
-    text = machine_header(command_line(), "Method study: demo ScanObjectNN")
+    base = sweep_grid.load_base(BASE_CONFIG, task_opts(MAIN_TASK, args.epochs, args.model_opts, args.dataset_opts))
+    fitted = sweep_grid.fit_notes(base, args.methods)
+    text = header + f"- load average at the end: {load_average()}\n"
     text += (f"\nSetting: Point-MAE {m['trans_dim']} wide, {m['depth']} blocks, {m['num_group']} groups of "
              f"{m['group_size']}, {d['npoints']} points; demo data (7 classes, 280 train / 140 test shapes); "
              f"{args.epochs} epochs, batch {t['batch_size']}, AdamW lr {cfg['optimizer']['lr']} with "
@@ -394,6 +392,8 @@ def report(args, backbone_note: str, table, pruning, merging, wall_s: float, png
              f"seeds {list(args.seeds)}; backbone {backbone_note}. Each run is one tools/train.py process, "
              f"{args.parallel} at a time with {args.threads} thread(s) each; train time is the run's "
              f"fit loop (training + per-epoch test evaluation). Whole study: {wall_s / 60:.1f} min.\n\n")
+    if fitted:
+        text += "Peer sections fitted to the demo model (tools/sweep.py's rule): " + "; ".join(fitted) + ".\n\n"
     text += "## Accuracy, trainable parameters, time (PB_T50_RS)\n\n" + main_table(table)
     if png is not None:
         text += f"\n![accuracy vs trainable parameters]({png.name})\n"
@@ -439,6 +439,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def run(args) -> str:
     start = time.perf_counter()
+    header = machine_header(command_line(), "Method study: demo ScanObjectNN")
     backbone, note = ensure_backbone(args.out, args.pretrain_epochs, args.model_opts, args.dataset_opts,
                                      max(args.threads * args.parallel, 1), not args.no_demo_backbone,
                                      in_process=args.parallel == 0)
@@ -448,7 +449,7 @@ def run(args) -> str:
     pruning = pruning_study(args.out, args.seeds) if coto else None
     merging = merging_study(args.out, args.seeds) if coto else None
     png = plot(table, args.results.with_suffix(".png"))
-    return report(args, note, table, pruning, merging, time.perf_counter() - start, png)
+    return report(args, header, note, table, pruning, merging, time.perf_counter() - start, png)
 
 
 def main(argv=None) -> int:

@@ -143,6 +143,8 @@ def test_method_study_smoke(tmp_path):
         assert 0.0 <= run["best_oa"] <= 100.0 and run["last_oa"] <= run["best_oa"] + 1e-9
         assert run["train_time_s"] > 0
     assert "pre-trained by this study" in text
+    assert "- load average at start: " in text and "- load average at the end: " in text
+    assert "Peer sections fitted to the demo model (tools/sweep.py's rule): idpt: adapter.prompt_layer 11 -> 1" in text
     assert "pruned" in text and "merged adapter" in text and "OBJ_ONLY" in text
     assert results.with_suffix(".png").stat().st_size > 1000
 

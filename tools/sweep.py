@@ -2,6 +2,7 @@
 """Run a config over seeds x methods x folds and report mean ± std per setting and protocol.
 
     python tools/sweep.py --config demo_clora.yaml --seeds 0 1 2 --methods full,lora,clora,clora_coto
+    python tools/sweep.py --config demo_clora.yaml --methods clora,dapt,idpt,pointgst   # the peer methods
     python tools/sweep.py --config fewshot_clora.yaml --ckpts pretrain.pth --opts dataset.way=5 dataset.shot=10 \\
         --folds 0-9
     python tools/sweep.py --config demo_clora.yaml --seeds 0 1 --out runs/sweep   # again: finished runs are skipped
@@ -20,13 +21,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout too
 
+from pointclora.config import ConfigError  # noqa: E402
+from pointclora.sweep import METHODS, parse_indices, run_sweep  # noqa: E402
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", required=True, help="YAML config: a path, or a file name in configs/")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="train.seed values (default: 0)")
     p.add_argument("--methods", default=None,
-                   help="comma-separated: full,linear,lora,clora,clora_coto (default: the config's own adapter)")
+                   help=f"comma-separated: {','.join(METHODS)} (default: the config's own adapter)")
     p.add_argument("--folds", default=None, help="dataset.fold values: '0-9', '0,3,5' (few-shot ModelNet40)")
     p.add_argument("--opts", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides for every run")
     p.add_argument("--ckpts", default=None, help="pre-trained backbone for every run")
@@ -40,9 +44,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from pointclora.config import ConfigError
-    from pointclora.sweep import parse_indices, run_sweep
-
     try:
         methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
         folds = parse_indices(args.folds, "--folds") if args.folds is not None else None

@@ -17,7 +17,10 @@ import sys
 from pathlib import Path
 from typing import Callable, Dict, Iterable, Optional, Sequence
 
-from ..config import save_config
+import torch
+
+from ..config import load_config, save_config
+from ..profiler.summary import profile_config
 from . import execute, grid, report
 from .grid import METHODS, Run, parse_indices
 from .report import BEST_TEST, BEST_VAL, LAST, PROTOCOLS
@@ -28,8 +31,6 @@ __all__ = ["run_sweep", "METHODS", "PROTOCOLS", "BEST_VAL", "LAST", "BEST_TEST",
 
 def gflops_of(cfg: dict) -> Optional[float]:
     """Inference GFLOPs per sample of the model a config builds (pointclora.profiler, 2 x MACs)."""
-    from ..profiler.summary import profile_config
-
     return profile_config(cfg, "sweep").flops / 1e9
 
 
@@ -43,8 +44,6 @@ def _header(title: str, command: str) -> str:
 
     commit = (git("rev-parse", "--short", "HEAD") or "unknown") + (" (+ uncommitted changes)" if git(
         "status", "--porcelain", "--untracked-files=no") else "")
-    import torch
-
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     return "\n".join([
@@ -71,6 +70,10 @@ def run_sweep(config: str, out: str | os.PathLike, seeds: Sequence[int] = (0,), 
     grid.check_grid(base, list(seeds), methods, folds)
     runs = grid.plan(list(seeds), methods, folds)
     cfgs = {run.name: grid.run_config(base, run) for run in runs}
+    fitted = grid.fit_notes(base, methods)
+    for note in fitted:
+        log(note)
+    grid.check_builds({run.setting: cfgs[run.name] for run in reversed(runs)})
     jobs = []
     for run in runs:
         folder = run.folder(out)
@@ -104,13 +107,11 @@ def run_sweep(config: str, out: str | os.PathLike, seeds: Sequence[int] = (0,), 
     command = command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
     return write_reports(out, settings, records, failed, dict(config=str(config), opts=list(opts), seeds=list(seeds),
                          methods=list(methods) if methods else None, folds=list(folds) if folds is not None else None),
-                         title or f"Sweep of {Path(config).name}", command, label_of)
+                         title or f"Sweep of {Path(config).name}", command, label_of, fitted)
 
 
 def _warn_changed(folder: Path, cfg: dict, name: str, log: Callable[[str], None]) -> None:
     """A finished run is kept as it is; say so when the sweep would now train it differently."""
-    from ..config import load_config
-
     try:
         diff = grid.config_diff(load_config(folder / "config.yaml"), cfg)
     except (OSError, ValueError):
@@ -120,7 +121,7 @@ def _warn_changed(folder: Path, cfg: dict, name: str, log: Callable[[str], None]
 
 
 def write_reports(out: Path, settings, records, failed, grid_info: dict, title: str, command: str,
-                  label_of) -> dict:
+                  label_of, fitted: Sequence[str] = ()) -> dict:
     files = {"md": out / "sweep.md", "json": out / "sweep.json", "csv": out / "sweep.csv", "png": out / "sweep.png"}
     out.mkdir(parents=True, exist_ok=True)
     png = report.plot(settings, files["png"], label_of, title)
@@ -129,6 +130,8 @@ def write_reports(out: Path, settings, records, failed, grid_info: dict, title: 
     text += (f"Grid: {axes}. Each number is the mean ± sample standard deviation over the runs of a setting "
              f"(seeds x folds); GFLOPs: inference forward per sample (pointclora.profiler); wall time: the "
              f"tools/train.py process of each run.\n\n")
+    if fitted:
+        text += "Adapter keys fitted to the model's size: " + "; ".join(fitted) + ".\n\n"
     text += report.settings_table(settings, label_of) if settings else "No finished runs.\n"
     if png is not None:
         text += f"\n![accuracy per method]({png.name})\n"
@@ -137,8 +140,8 @@ def write_reports(out: Path, settings, records, failed, grid_info: dict, title: 
     if failed:
         text += "\n## Failed runs\n\n" + "".join(f"- {k}: exit {v} (log {out / k}.log)\n" for k, v in failed.items())
     files["md"].write_text(text)
-    summary = {"grid": grid_info, "protocols": list(PROTOCOLS), "settings": settings, "runs": records,
-               "failed": failed, "files": {k: str(v) for k, v in files.items() if k != "png" or png}}
+    summary = {"grid": grid_info, "fitted": list(fitted), "protocols": list(PROTOCOLS), "settings": settings,
+               "runs": records, "failed": failed, "files": {k: str(v) for k, v in files.items() if k != "png" or png}}
     files["json"].write_text(json.dumps(summary, indent=2))
     files["csv"].write_text(report.runs_csv(records))
     summary["text"] = text

@@ -15,6 +15,7 @@ import statistics
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
+from ..engine.logging import read_csv
 from ..engine.protocols import BEST_TEST, BEST_VAL, LAST, PROTOCOLS  # noqa: F401  (re-exported)
 
 PRIMARY = {"classification": "oa", "part_segmentation": "ins_miou"}
@@ -30,8 +31,6 @@ def mean_std(values: Sequence[float]) -> tuple:
 
 def _last_row_protocol(folder: Path, keys: Sequence[str]) -> Optional[dict]:
     """Test metrics of the last epoch from metrics.csv when its val/ columns are on the test split."""
-    from ..engine.logging import read_csv
-
     rows = [r for r in read_csv(folder / "metrics.csv") if not math.isnan(r.get(f"val/{keys[0]}", math.nan))]
     if not rows:
         return None
@@ -159,11 +158,7 @@ def plot(settings: Sequence[dict], path: Path, label_of, title: str) -> Optional
     """Accuracy per method (mean ± std), one marker per protocol, as PNG."""
     if not settings:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     present = [p for p in PROTOCOLS if any(p in s["protocols"] for s in settings)]
     fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * len(settings) + 2), 4.2), dpi=120)
     width = 0.8 / max(len(present), 1)
@@ -182,9 +177,26 @@ def plot(settings: Sequence[dict], path: Path, label_of, title: str) -> Optional
     ax.set_ylabel(f"test {metric} (%), mean ± std")
     ax.set_title(title, fontsize=9)
     ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    return save_figure(fig, path)
+
+
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display needed); imported on first use,
+    so reading and tabulating runs does not load matplotlib."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Adds the legend, lays out, writes `fig` as PNG to `path` (its folder made) and closes it."""
+    fig.axes[0].legend(fontsize=7, loc="best")
     fig.tight_layout()
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
-    plt.close(fig)
+    pyplot().close(fig)
     return path

@@ -18,7 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import train_step  # noqa: E402
 from bench.common import RESULTS_DIR, command_line, machine_header, markdown_table, write_result  # noqa: E402
+from pointclora.adapters import save_adapter  # noqa: E402
+from pointclora.profiler.summary import build_from_config, merge_note, profile_config  # noqa: E402
 
 ROWS = [  # (label, method key of bench/train_step.py)
     ("full fine-tuning", "full"), ("linear probing (head only)", "linear"), ("LoRA r=8 (qkv)", "lora"),
@@ -29,15 +32,10 @@ ROWS = [  # (label, method key of bench/train_step.py)
 
 def method_cfg(key: str):
     """The config bench/train_step.py uses for `key` (None when the method has no config yet)."""
-    from bench import train_step
-
     return train_step.method_config(key) if key in train_step.METHODS else None
 
 
 def row(label: str, cfg, points: int) -> list:
-    from pointclora.adapters import save_adapter
-    from pointclora.profiler.summary import build_from_config, merge_note, profile_config
-
     r = profile_config(cfg, label, points=points, batch=1)
     size = "-"
     if cfg.get("adapter"):

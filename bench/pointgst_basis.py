@@ -21,14 +21,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import RESULTS_DIR, command_line, machine_header, markdown_table, write_result  # noqa: E402
+from pointclora.models import build_model  # noqa: E402
 
 FULL = dict(NAME="PointTransformer_PGST", trans_dim=384, depth=12, drop_path_rate=0.1, cls_dim=15, num_heads=6,
             group_size=32, num_group=128, encoder_dims=384, rank=36, local=32)
 
 
 def build(basis: str, seed: int = 0):
-    from pointclora.models import build_model
-
     torch.manual_seed(seed)
     model = build_model(dict(FULL, basis=basis))
     gen = torch.Generator().manual_seed(seed + 1)

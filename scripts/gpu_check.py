@@ -11,6 +11,10 @@ raises is a failed row, and the others still run.
 
 With --device cpu the "device" side is the CPU kernels and the expected side the pure-torch
 reference (cuda_ext.reference), so the dry run checks something real too.
+
+Imports of the project's own modules inside the stage functions are deliberate (and this script is
+left out of tests/test_structure.py): a stage whose module fails to import is one failed row,
+and the other stages still run.
 """
 from __future__ import annotations
 

@@ -15,6 +15,9 @@ factors included) is set by ``formula_state_dict``, a closed-form function of th
 sorted order, so the golden file stores no weights: only the config, the input points, the
 official logits and, for PointGST, the two bases the official code computed (its basis is
 numerically fragile; the test substitutes these). A file is a few KB.
+
+Imports of pointclora inside functions are deliberate (and this script is left out of
+tests/test_structure.py): they run after the official checkout and the stand-ins are set up.
 """
 from __future__ import annotations
 

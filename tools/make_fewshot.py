@@ -21,6 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout too
 
+from pointclora.datasets import ModelNet40  # noqa: E402
+from pointclora.datasets.modelnet_fewshot import write_fewshot  # noqa: E402
+from pointclora.sweep.grid import parse_indices  # noqa: E402
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -37,9 +41,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def run(args) -> list:
-    from pointclora.datasets.modelnet_fewshot import write_fewshot
-    from pointclora.sweep.grid import parse_indices
-
     folds = parse_indices(args.folds, "--folds")
     for name in ("ways", "shots"):
         bad = [v for v in getattr(args, name) if v < 1]
@@ -54,8 +55,6 @@ def run(args) -> list:
 
 def _source(args, split: str):
     """ModelNet40 split whose raw_points(i) are (--points, 6) (h5 without normals: (--points, 3))."""
-    from pointclora.datasets import ModelNet40
-
     try:
         return ModelNet40(args.modelnet, split=split, npoints=args.points, format=args.format, use_normals=True)
     except KeyError as err:

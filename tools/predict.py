@@ -23,6 +23,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout too
 
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from pointclora.config import ConfigError, load_config, merge, parse_opts, set_by_dotted, validate  # noqa: E402
+from pointclora.datasets import SEG_CLASSES  # noqa: E402
+from pointclora.datasets.common import pc_normalize  # noqa: E402
+from pointclora.engine import predict as P  # noqa: E402
+from pointclora.visualization.colors import label_colors  # noqa: E402
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -43,12 +52,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def setup(args):
     """(cfg, model, task, class names, category index or None); raises on bad input."""
-    import torch
-
-    from pointclora.config import load_config, merge, parse_opts, set_by_dotted, validate
-    from pointclora.datasets import SEG_CLASSES
-    from pointclora.engine import predict as P
-
     if args.vote < 1 or args.top < 1:
         raise ValueError(f"--vote / --top: expected >= 1, got {args.vote} / {args.top}")
     train_ckpt = P.training_checkpoint(args.ckpts)
@@ -80,10 +83,6 @@ def setup(args):
 
 
 def classify(args, cfg, model, task, names, device, prepared) -> list:
-    import torch
-
-    from pointclora.engine import predict as P
-
     items = [{"points": torch.from_numpy(pts), "label": torch.tensor(0)} for _, _, pts in prepared]
     probs = P.run_model(model, task, cfg, items, args.vote, device)["probs"]  # (F, C)
     out = []
@@ -96,14 +95,6 @@ def classify(args, cfg, model, task, names, device, prepared) -> list:
 
 
 def segment(args, cfg, model, task, category, device, prepared) -> list:
-    import numpy as np
-    import torch
-
-    from pointclora.datasets import SEG_CLASSES
-    from pointclora.datasets.common import pc_normalize
-    from pointclora.engine import predict as P
-    from pointclora.visualization.colors import label_colors
-
     npts = prepared[0][2].shape[0]
     items = [{"points": torch.from_numpy(pts), "category": torch.tensor(category),
               "seg": torch.zeros(npts, dtype=torch.long)} for _, _, pts in prepared]
@@ -126,9 +117,6 @@ def segment(args, cfg, model, task, category, device, prepared) -> list:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from pointclora.config import ConfigError
-    from pointclora.engine import predict as P
-
     try:
         cfg, model, task, names, category, device = setup(args)
     except (ValueError, ConfigError, FileNotFoundError, KeyError, RuntimeError) as err:

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..models.layers import TransformerEncoder
 from .methods import MethodConfig, check_choice, check_positive_int, register_method
 
 # prompt_module -> number of EdgeConv layers of the DGCNN generator (official DGCNNView* / DGCNNViewMLP)
@@ -130,8 +131,6 @@ class TransformerPrompt(nn.Module):
     """
 
     def __init__(self, dim: int, num_heads: int):
-        from ..models.layers import TransformerEncoder  # here: pointclora.models imports this module
-
         super().__init__()
         self.blocks = TransformerEncoder(dim, 1, num_heads, [0.0])  # official: dpr[0] of the backbone = 0
 

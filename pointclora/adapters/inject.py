@@ -23,9 +23,10 @@ from ..io import atomic_path
 
 from .base import AdapterLayer
 from .clora import CLoRABank, CLoRALinear, sade_loss
-from .config import AdapterConfig, matches
+from .config import AdapterConfig
 from .lora import LoRALinear
 from .methods import MethodConfig, apply_method, is_method_model, trainable_tensor_names
+from .patterns import check_trainable_patterns, is_trainable_name, matches
 
 BANKS_ATTR = "clora_banks"
 CONFIG_ATTR = "adapter_config"
@@ -58,21 +59,6 @@ def _find_targets(model: nn.Module, config: AdapterConfig) -> List[str]:
     return chosen
 
 
-def _is_trainable_name(name: str, patterns: List[str]) -> bool:
-    """True when the parameter/buffer `name` or one of its parent modules matches a pattern."""
-    parts = name.split(".")
-    return any(matches(".".join(parts[:i]), p) for i in range(1, len(parts) + 1) for p in patterns)
-
-
-def _check_trainable_patterns(model: nn.Module, patterns: List[str]) -> None:
-    names = [n for n, _ in model.named_parameters()]
-    for pattern in patterns:
-        if not any(_is_trainable_name(n, [pattern]) for n in names):
-            raise ValueError(
-                f"AdapterConfig.trainable_modules: {pattern!r} matches no parameter of {type(model).__name__}"
-            )
-
-
 def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
@@ -102,14 +88,19 @@ def apply_adapters(model: nn.Module, config) -> nn.Module:
     A MethodConfig (DAPT, IDPT, PointGST) returns the method's variant of `model` instead.
     """
     if isinstance(config, MethodConfig):
-        return apply_method(model, config)
+        if getattr(model, CONFIG_ATTR, None) is not None:
+            raise ValueError(f"{type(model).__name__} already has adapters ({getattr(model, CONFIG_ATTR).method})")
+        model, config = apply_method(model, config)
+        setattr(model, CONFIG_ATTR, config)
+        return model
     if not isinstance(config, AdapterConfig):
         raise ValueError(f"config must be an AdapterConfig or a MethodConfig, got {type(config).__name__}")
     if adapter_layers(model) or hasattr(model, CONFIG_ATTR):
         raise ValueError(f"{type(model).__name__} already has adapters: merge_and_unload it first")
     if hasattr(model, BANKS_ATTR):
         raise ValueError(f"{type(model).__name__} already has an attribute {BANKS_ATTR!r}")
-    _check_trainable_patterns(model, config.trainable_modules)
+    config = config.for_model(model)  # the model's own default targets when the config sets none
+    check_trainable_patterns(model, config.trainable_modules)
     targets = _find_targets(model, config) if config.method != "none" else []
     for param in model.parameters():
         param.requires_grad_(False)
@@ -121,7 +112,7 @@ def apply_adapters(model: nn.Module, config) -> nn.Module:
         setattr(model, BANKS_ATTR, banks)
     adapter_names = set(_adapter_param_names(model))
     for name, param in model.named_parameters():
-        if name in adapter_names or _is_trainable_name(name, config.trainable_modules):
+        if name in adapter_names or is_trainable_name(name, config.trainable_modules):
             param.requires_grad_(True)
     setattr(model, CONFIG_ATTR, config)
     return model
@@ -219,7 +210,7 @@ def adapter_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:
     return {
         k: v
         for k, v in model.state_dict().items()
-        if k in keep or _is_trainable_name(k, config.trainable_modules)
+        if k in keep or is_trainable_name(k, config.trainable_modules)
     }
 
 
@@ -307,7 +298,7 @@ def count_parameters(model: nn.Module) -> Dict[str, int]:
     params = dict(model.named_parameters())
     config = get_adapter_config(model)
     adapter = set(_adapter_param_names(model))
-    head = {n for n in params if config is not None and _is_trainable_name(n, config.trainable_modules)}
+    head = {n for n in params if config is not None and is_trainable_name(n, config.trainable_modules)}
     return {
         "total": sum(p.numel() for p in params.values()),
         "trainable": sum(p.numel() for p in params.values() if p.requires_grad),

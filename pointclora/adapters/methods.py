@@ -17,8 +17,9 @@ one layer. Each such method is instead
    that is already the variant, else the official default (``OFFICIAL``), so ``adapter: {method:
    dapt}`` works both on a Point-MAE backbone and on a model built from an official config.
 
-``apply_adapters(backbone, config)`` calls ``apply_method``: it builds the variant from the
-backbone's hyper-parameters, copies the backbone's tensors into it (the backbone itself is not
+``apply_adapters(backbone, config)`` calls ``apply_method``: it builds the variant (registered by
+``pointclora.models`` with ``register_variant``, together with the backbone class it is built
+from) from the backbone's hyper-parameters, copies the backbone's tensors into it (the backbone itself is not
 touched; the head is kept when its shape still fits), then applies the method's own freezing rule
 (its ``adapter_parameter_names()`` plus ``trainable_modules``) and returns the NEW model. Callers
 must use the returned model (``model = apply_adapters(model, cfg)``), as the engine does.
@@ -44,10 +45,13 @@ from typing import Any, ClassVar, Dict, List, Mapping, Optional, Tuple
 import torch
 from torch import nn
 
-from .config import DEFAULT_TRAINABLE, _as_pattern_list, _check_int, _check_number
+from .fields import check_int, check_number, field_error
+from .patterns import DEFAULT_TRAINABLE, as_pattern_list, check_trainable_patterns, is_trainable_name
 
 METHOD_CONFIGS: Dict[str, type] = {}  # method name -> MethodConfig subclass
-_MODEL_CLASSES: Dict[str, str] = {}  # method name -> registry NAME of its model variant
+METHOD_MODELS: Dict[str, str] = {}  # method name -> registry NAME of its model variant
+# method name -> (model variant class, the backbone class it is built from); filled by pointclora.models
+VARIANTS: Dict[str, Tuple[type, type]] = {}
 
 
 def register_method(name: str, config_cls: type, model_name: str) -> None:
@@ -55,11 +59,16 @@ def register_method(name: str, config_cls: type, model_name: str) -> None:
     if name in METHOD_CONFIGS:
         raise KeyError(f"adapter method {name!r} is already registered")
     METHOD_CONFIGS[name] = config_cls
-    _MODEL_CLASSES[name] = model_name
+    METHOD_MODELS[name] = model_name
 
 
-def _err(cls_name: str, field_name: str, expected: str, value: Any) -> ValueError:
-    return ValueError(f"{cls_name}.{field_name} must be {expected}, got {value!r}")
+def register_variant(variant: type, backbone: type) -> None:
+    """Register the model class of a method (its ``METHOD``, registered with ``register_method``)
+    and the backbone class it is built from (``variant.from_backbone``). The models package does it
+    for its variants, so the adapters never import the models they build."""
+    if variant.METHOD not in METHOD_CONFIGS:
+        raise KeyError(f"model variant {variant.__name__}: method {variant.METHOD!r} is not registered")
+    VARIANTS[variant.METHOD] = (variant, backbone)
 
 
 @dataclass
@@ -90,15 +99,15 @@ class MethodConfig:
         name = type(self).__name__
         if self.method not in METHOD_CONFIGS or METHOD_CONFIGS[self.method] is not type(self):
             raise ValueError(f"{name}.method must be {self._method_name()!r}, got {self.method!r}")
-        self.trainable_modules = _as_pattern_list(self.trainable_modules, "trainable_modules")
+        self.trainable_modules = as_pattern_list(self.trainable_modules, "trainable_modules")
         for flag in ("freeze_bn_stats", "coto"):
             if not isinstance(getattr(self, flag), bool):
-                raise _err(name, flag, "true or false", getattr(self, flag))
+                raise field_error(name, flag, "true or false", getattr(self, flag))
         if self.coto and self.COTO_NOTE:
             raise ValueError(f"{name}.coto: CoTo does not apply to {self.method}: {self.COTO_NOTE}")
-        _check_number(self.coto_p_start, "coto_p_start", 0.0, 1.0, False, False)
-        _check_number(self.coto_ramp_fraction, "coto_ramp_fraction", 0.0, 1.0, True, False)
-        _check_int(self.seed, "seed", 0)
+        check_number(self.coto_p_start, "coto_p_start", 0.0, 1.0, False, False)
+        check_number(self.coto_ramp_fraction, "coto_ramp_fraction", 0.0, 1.0, True, False)
+        check_int(self.seed, "seed", 0)
         self.validate_fields()
 
     @classmethod
@@ -149,13 +158,13 @@ class MethodConfig:
 def check_choice(config: MethodConfig, key: str, choices: Tuple[str, ...]) -> None:
     value = getattr(config, key)
     if value is not None and value not in choices:
-        raise _err(type(config).__name__, key, f"one of {list(choices)}", value)
+        raise field_error(type(config).__name__, key, f"one of {list(choices)}", value)
 
 
 def check_positive_int(config: MethodConfig, key: str) -> None:
     value = getattr(config, key)
     if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-        raise _err(type(config).__name__, key, "an integer >= 1", value)
+        raise field_error(type(config).__name__, key, "an integer >= 1", value)
 
 
 def check_rate(config: MethodConfig, key: str) -> None:
@@ -164,51 +173,53 @@ def check_rate(config: MethodConfig, key: str) -> None:
         return
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or not 0.0 <= value < 1.0:
-        raise _err(type(config).__name__, key, "a number in [0, 1)", value)
+        raise field_error(type(config).__name__, key, "a number in [0, 1)", value)
 
 
 # ----------------------------------------------------------------------------- apply / freeze
 
 
 def is_method_model(model: nn.Module) -> bool:
+    """True for a model variant of a method (it has ``METHOD`` and ``adapter_parameter_names``)."""
     return isinstance(getattr(model, "METHOD", None), str) and hasattr(model, "adapter_parameter_names")
 
 
-def _variant_class(method: str):
-    from ..models import MODELS
+def variant_classes(method: str) -> Tuple[type, type]:
+    """(model variant class, backbone class) of a registered method."""
+    if method not in VARIANTS:
+        raise KeyError(f"adapter method {method!r}: its model variant {METHOD_MODELS.get(method)} is not "
+                       "registered (pointclora.adapters.methods.register_variant)")
+    return VARIANTS[method]
 
-    return MODELS[_MODEL_CLASSES[method]]
 
-
-def apply_method(model: nn.Module, config: MethodConfig) -> nn.Module:
-    """The method's variant of ``model`` (built from its parts, or ``model`` itself when it already
-    is the variant), frozen by the method's rule, with the resolved config in ``adapter_config``."""
-    from .inject import CONFIG_ATTR
-
-    if getattr(model, CONFIG_ATTR, None) is not None:
-        raise ValueError(f"{type(model).__name__} already has adapters ({getattr(model, CONFIG_ATTR).method})")
-    cls = _variant_class(config.method)
+def apply_method(model: nn.Module, config: MethodConfig) -> Tuple[nn.Module, MethodConfig]:
+    """(the method's variant of ``model``, the resolved config): the variant is built from
+    ``model``'s parts, or is ``model`` itself when it already is the variant, and is frozen by the
+    method's rule. ``apply_adapters`` calls it and stores the config on the model."""
+    cls, backbone = variant_classes(config.method)
     if is_method_model(model):
         if model.METHOD != config.method:
             raise ValueError(f"adapter method {config.method!r} on a {model.METHOD} model ({type(model).__name__})")
         config = config.resolved(model)
     else:
+        # exactly the backbone class: a subclass may compute something the variant would not carry over
+        if type(model) is not backbone:
+            raise ValueError(f"these methods adapt a Point-MAE backbone (NAME: {backbone.__name__}), "
+                             f"got {type(model).__name__}")
         config = config.resolved()
         model = cls.from_backbone(model, config)
     freeze_by_rule(model, config)
     model.freeze_frozen_bn = config.freeze_bn_stats
     model.train(model.training)  # apply the BatchNorm rule now
-    setattr(model, CONFIG_ATTR, config)
-    return model
+    return model, config
 
 
 def freeze_by_rule(model: nn.Module, config: MethodConfig) -> None:
-    from .inject import _check_trainable_patterns, _is_trainable_name
-
-    _check_trainable_patterns(model, config.trainable_modules)
+    """Train the method's own parameters and ``trainable_modules``; freeze the rest."""
+    check_trainable_patterns(model, config.trainable_modules)
     own = set(model.adapter_parameter_names())
     for name, param in model.named_parameters():
-        param.requires_grad_(name in own or _is_trainable_name(name, config.trainable_modules))
+        param.requires_grad_(name in own or is_trainable_name(name, config.trainable_modules))
 
 
 def copy_backbone_state(variant: nn.Module, backbone: nn.Module) -> List[str]:
@@ -228,11 +239,8 @@ def copy_backbone_state(variant: nn.Module, backbone: nn.Module) -> List[str]:
 
 
 def backbone_kwargs(backbone: nn.Module) -> Dict[str, Any]:
-    """Constructor keywords of a PointMAE backbone, read from the built model."""
-    from ..models import PointMAE, PointBERT
-
-    if not isinstance(backbone, PointMAE) or isinstance(backbone, PointBERT) or is_method_model(backbone):
-        raise ValueError(f"these methods adapt a Point-MAE backbone (NAME: PointMAE), got {type(backbone).__name__}")
+    """Constructor keywords of a PointMAE backbone, read from the built model (apply_method has
+    checked its class)."""
     last = backbone.blocks.blocks[-1].drop_path
     # the schedule is linspace(0, rate, depth): the last block holds the rate itself
     rate = getattr(last, "drop_prob", 0.0)
@@ -254,14 +262,13 @@ def trainable_tensor_names(model: nn.Module, config: MethodConfig) -> List[str]:
     """State-dict keys an adapter file of this method holds: the method's parameters, the frozen
     tensors it adds to the backbone (``adapter_frozen_names()``, where a variant has them), the
     trainable modules (parameters and buffers) and, with official BatchNorm, every BN statistic."""
-    from .inject import _is_trainable_name
-
     keep = set(model.adapter_parameter_names())
     keep |= set(getattr(model, "adapter_frozen_names", list)())  # IDPT's prompt_pos
     if not config.freeze_bn_stats:
         keep |= set(bn_buffer_names(model))
-    return [k for k in model.state_dict() if k in keep or _is_trainable_name(k, config.trainable_modules)]
+    return [k for k in model.state_dict() if k in keep or is_trainable_name(k, config.trainable_modules)]
 
 
 def seeded(seed: int) -> torch.Generator:
+    """A CPU generator seeded with ``seed`` (the adapters' initialisation draws)."""
     return torch.Generator().manual_seed(seed)

@@ -4,8 +4,9 @@ frozen BatchNorm.
 A model describes itself (timm's ``get_classifier`` / ``group_matcher`` idea), so that no code
 outside ``models`` names its modules: ``TASK`` (what the engine trains it for), ``HEAD_MODULES``
 (the task head, trained with the adapters: the default ``adapter.trainable_modules``),
-``BLOCKS`` (where its transformer blocks are: CoTo's groups) and ``REGIONS`` (its first-level
-modules by profiler category).
+``BLOCKS`` (where its transformer blocks are: CoTo's groups), ``REGIONS`` (its first-level
+modules by profiler category) and ``ADAPTER_TARGETS`` (the Linear layers LoRA / CLoRA adapt when
+``adapter.target_modules`` is not set).
 
 Frozen parts must stay frozen: when the parameters of a BatchNorm layer are all frozen (adapter
 tuning freezes the backbone), its running statistics are frozen too. The public PEFT forks keep
@@ -34,6 +35,10 @@ class FrozenBNMixin:
     HEAD_MODULES: Tuple[str, ...] = ()  # module / parameter names of the task head
     BLOCKS: Tuple[str, ...] = ("blocks.blocks",)  # ModuleLists holding the transformer blocks, in order
     REGIONS: Dict[str, str] = {}  # first-level module name -> profiler category (pointclora.profiler.CATEGORIES)
+    # adapter method -> the Linear layers it adapts by default (AdapterConfig.target_modules). CLoRA's
+    # paper puts one low-rank module on the (normalised) input of the attention and one on the input
+    # of the MLP of every block: the inputs of attn.qkv and mlp.fc1 in every pointclora block.
+    ADAPTER_TARGETS: Dict[str, Tuple[str, ...]] = {"clora": ("attn.qkv", "mlp.fc1"), "lora": ("attn.qkv",)}
 
     def transformer_blocks(self) -> List[Tuple[str, nn.Module]]:
         """(dotted name, module) of every transformer block, in forward order."""

@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, Mapping
 
 from torch import nn
 
+from ..adapters.methods import register_variant
 from .dapt import PointMAEDAPT
 from .idpt import IDPT_KEYS, PointMAEIDPT
 from .part_seg import PointMAEPartSeg
@@ -31,6 +32,9 @@ MODELS: Dict[str, Callable[..., nn.Module]] = {
     "PointMAEPGST": PointMAEPGST,
     "PointMAEIDPT": PointMAEIDPT,
 }
+# the peer methods' variants, each built from a Point-MAE backbone by adapters.apply_adapters
+for _variant in (PointMAEDAPT, PointMAEPGST, PointMAEIDPT):
+    register_variant(_variant, PointMAE)
 # official NAMEs of the method variants -> ours (their configs keep the official keys)
 OFFICIAL_NAMES = {"PointTransformer_DAPT": "PointMAEDAPT", "PointTransformer_PGST": "PointMAEPGST"}
 

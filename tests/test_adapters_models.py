@@ -14,13 +14,15 @@ from pointclora.adapters import (
     adapter_regularization,
     apply_adapters,
     count_parameters,
+    get_adapter_config,
     load_adapter,
     merge_adapters,
     merge_and_unload,
     save_adapter,
     unmerge_adapters,
 )
-from pointclora.models import build_model
+from pointclora.models import PointMAE, build_model
+from pointclora.models.base import FrozenBNMixin
 
 FULL = dict(NAME="PointMAE", trans_dim=384, depth=12, drop_path_rate=0.1, cls_dim=15, num_heads=6,
             group_size=32, num_group=128, encoder_dims=384)
@@ -114,3 +116,32 @@ def test_full_size_point_mae_counts():
     assert clora["adapter"] == 4 * (2 * 384 * 8 + 24 * 8 * 8) == 30720  # p (2 d r + m r^2), m = 24
     assert lora["trainable"] == head + lora["adapter"] and clora["trainable"] == head + clora["adapter"]
     assert clora["total"] == full["total"] + clora["adapter"]
+
+
+class ProjectionTargets(PointMAE):
+    """A model that declares other default adapter targets than the shared ones."""
+
+    ADAPTER_TARGETS = {"clora": ("attn.proj",), "lora": ("mlp.fc2",)}
+
+
+def projection_model() -> PointMAE:
+    kwargs = {k: v for k, v in tiny_model_config().items() if k != "NAME"}
+    return ProjectionTargets(**kwargs)
+
+
+@pytest.mark.parametrize("method, suffix", [("clora", "attn.proj"), ("lora", "mlp.fc2")])
+def test_unset_targets_are_the_models_own(method, suffix):
+    model = apply_adapters(projection_model(), AdapterConfig(method=method))
+    names = [n for n, _ in adapter_layers(model)]
+    assert names == [f"blocks.blocks.{i}.{suffix}" for i in range(2)]
+    assert get_adapter_config(model).target_modules == [suffix]
+
+
+def test_explicit_targets_win_over_the_models_and_the_default_is_the_base_declaration():
+    explicit = apply_adapters(projection_model(), AdapterConfig(target_modules=["attn.qkv", "mlp.fc1"]))
+    assert sorted(n for n, _ in adapter_layers(explicit)) == [
+        f"blocks.blocks.{i}.{t}" for i in range(2) for t in ("attn.qkv", "mlp.fc1")]
+    plain = apply_adapters(build_model(tiny_model_config()), AdapterConfig(method="lora"))
+    assert [n for n, _ in adapter_layers(plain)] == ["blocks.blocks.0.attn.qkv", "blocks.blocks.1.attn.qkv"]
+    assert AdapterConfig().target_modules == list(FrozenBNMixin.ADAPTER_TARGETS["clora"])
+    assert AdapterConfig(method="lora").target_modules == list(PointMAE.ADAPTER_TARGETS["lora"])

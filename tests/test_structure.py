@@ -130,3 +130,19 @@ def test_engine_has_one_trainer_class_and_one_fit_loop():
         trainers += [n.name for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name.endswith("Trainer")]
         loops += [p.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "train_one_epoch"]
     assert trainers == ["Trainer"] and loops == ["trainer.py"]
+
+
+REPLACING = {"replace", "rename", "mkstemp", "NamedTemporaryFile"}  # os.replace / tempfile: a home-made atomic write
+
+
+def test_atomic_writes_go_through_the_one_helper():
+    """Only pointclora/io.py (atomic_path) builds a temporary file and renames it onto a target."""
+    bad = []
+    for p in checked_modules():
+        if p == PACKAGE / "io.py":
+            continue
+        for node in ast.walk(ast.parse(p.read_text())):
+            if (isinstance(node, ast.Attribute) and node.attr in REPLACING and isinstance(node.value, ast.Name)
+                    and node.value.id in ("os", "tempfile")):
+                bad.append((str(p.relative_to(REPO)), node.lineno, f"{node.value.id}.{node.attr}"))
+    assert bad == []

@@ -8,15 +8,14 @@ method is the model's own declaration (``ADAPTER_TARGETS``, see `pointclora.mode
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Union
 
 from torch import nn
 
 from ..models.base import FrozenBNMixin
-from .fields import check_int, check_number
+from .fields import DictConfig, check_int, check_number
 from .methods import METHOD_CONFIGS
 from .patterns import DEFAULT_TRAINABLE, as_pattern_list
 
@@ -34,7 +33,7 @@ def model_targets(model_or_class, method: str) -> Optional[List[str]]:
 
 
 @dataclass
-class AdapterConfig:
+class AdapterConfig(DictConfig):
     """How to adapt a backbone. Defaults give CLoRA (r=8, p=4, input placement) on Point-MAE.
 
     method: 'clora' | 'lora' | 'none' ('none' adds no adapter: linear probing of trainable_modules).
@@ -135,22 +134,6 @@ class AdapterConfig:
         A method with its own config class (dapt, idpt, pointgst: `pointclora.adapters.methods`)
         returns that class's instance instead.
         """
-        if not isinstance(d, dict):
-            raise ValueError(f"adapter config must be a mapping, got {type(d).__name__}")
-        if d.get("method") in METHOD_CONFIGS:
+        if isinstance(d, Mapping) and d.get("method") in METHOD_CONFIGS:
             return METHOD_CONFIGS[d["method"]].from_dict(d)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown adapter config key(s) {unknown}; known keys: {sorted(known)}")
-        return cls(**d)
-
-    def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "AdapterConfig":
-        return cls.from_dict(json.loads(text))
+        return cls.from_fields(d)

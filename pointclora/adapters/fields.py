@@ -2,8 +2,10 @@
 each error names the field and the value it got."""
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
-from typing import Any
+from typing import Any, Dict, Mapping
 
 
 def field_error(cls_name: str, field_name: str, expected: str, value: Any) -> ValueError:
@@ -27,3 +29,34 @@ def check_int(value: Any, field_name: str, minimum: int) -> None:
     """`value` is an integer (not a bool) >= `minimum`."""
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise ValueError(f"AdapterConfig.{field_name} must be an integer >= {minimum}, got {value!r}")
+
+
+class DictConfig:
+    """Mixin of the adapter config dataclasses: from a plain mapping (the `adapter:` section of a
+    run's YAML, unknown keys an error naming them), to a dict, to and from JSON (adapter files)."""
+
+    @classmethod
+    def from_fields(cls, d: Mapping[str, Any], context: str = ""):
+        """``cls(**d)`` after checking that ``d`` is a mapping of ``cls``'s fields; ``context``
+        follows the unknown keys in the message."""
+        if not isinstance(d, Mapping):
+            raise ValueError(f"adapter config must be a mapping, got {type(d).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown adapter config key(s) {unknown}{context}; known keys: {sorted(known)}")
+        return cls(**dict(d))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]):
+        return cls.from_fields(d)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str):
+        return cls.from_dict(json.loads(text))

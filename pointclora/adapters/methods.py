@@ -37,7 +37,6 @@ setting the updated statistics are part of the adapter file.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Dict, List, Mapping, Optional, Tuple
@@ -45,7 +44,7 @@ from typing import Any, ClassVar, Dict, List, Mapping, Optional, Tuple
 import torch
 from torch import nn
 
-from .fields import check_int, check_number, field_error
+from .fields import DictConfig, check_int, check_number, field_error
 from .patterns import DEFAULT_TRAINABLE, as_pattern_list, check_trainable_patterns, is_trainable_name
 
 METHOD_CONFIGS: Dict[str, type] = {}  # method name -> MethodConfig subclass
@@ -72,7 +71,7 @@ def register_variant(variant: type, backbone: type) -> None:
 
 
 @dataclass
-class MethodConfig:
+class MethodConfig(DictConfig):
     """Fields shared by every model-variant method (see the module docstring).
 
     trainable_modules: modules trained besides the method's own parameters (the task head and the
@@ -135,24 +134,7 @@ class MethodConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "MethodConfig":
-        if not isinstance(d, Mapping):
-            raise ValueError(f"adapter config must be a mapping, got {type(d).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown adapter config key(s) {unknown} for method={d.get('method')!r}; "
-                             f"known keys: {sorted(known)}")
-        return cls(**dict(d))
-
-    def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "MethodConfig":
-        return cls.from_dict(json.loads(text))
+        return cls.from_fields(d, f" for method={d.get('method')!r}" if isinstance(d, Mapping) else "")
 
 
 def check_choice(config: MethodConfig, key: str, choices: Tuple[str, ...]) -> None:

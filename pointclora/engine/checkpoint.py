@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..io import atomic_path, atomic_write_text
-from ..models.checkpoint import load_weights_only
+from ..models.checkpoint import load_weights, load_weights_only
 from .faults import writing
 
 REQUIRED_KEYS = ("model", "optimizer", "scheduler", "epoch", "best", "rng", "config")
@@ -90,15 +90,6 @@ def load_checkpoint(path: str | os.PathLike, required: tuple = REQUIRED_KEYS) ->
 
 
 def load_model_state(model: torch.nn.Module, state: Mapping, path: str | os.PathLike) -> None:
-    """Strict load with one message naming the file and the first mismatching keys."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f"{k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
-              for k in own if k in state and hasattr(state[k], "shape") and state[k].shape != own[k].shape]
-    if missing or unexpected or shapes:
-        raise ValueError(
-            f"checkpoint '{path}' does not fit the model: {len(missing)} missing keys {missing[:5]}, "
-            f"{len(unexpected)} unexpected keys {unexpected[:5]}, shape mismatches {shapes[:5]}"
-        )
-    model.load_state_dict(state)
+    """The model state of a training checkpoint read from `path`, loaded strictly (``load_weights``:
+    one message naming the file and the mismatching keys)."""
+    load_weights(model, path, state=state, strict=True)

@@ -1,7 +1,7 @@
 """`tools/train.py --test`: evaluate a checkpoint on the test split, optionally with voting.
 
 The checkpoint is a training checkpoint of this tool (default <output_dir>/ckpt-best.pth) or
-a bare fine-tuned state dict in any layout `pointclora.models.load_pretrained` reads.
+a bare fine-tuned state dict in any layout `pointclora.models.load_weights` reads.
 Writes test_results.json (and, with --save-predictions, predictions.npz in the format of
 pointclora.io.save_predictions, read by tools/visualize.py) on rank 0.
 """
@@ -16,8 +16,7 @@ import torch
 
 from ..config import resolve_path
 from ..io import save_predictions
-from ..models import load_pretrained
-from ..models.checkpoint import load_weights_only
+from ..models.checkpoint import load_weights, load_weights_only
 from .checkpoint import REQUIRED_KEYS, load_model_state, write_text_atomic
 from .distributed import DistInfo
 from .options import preflight
@@ -33,10 +32,7 @@ def _load_weights(model: torch.nn.Module, path: Path) -> dict:
     if isinstance(obj, dict) and all(k in obj for k in REQUIRED_KEYS):
         load_model_state(model, obj["model"], path)
         return dict(obj["best"])
-    missing, _ = load_pretrained(model, str(path))
-    if missing:
-        raise ValueError(f"--ckpts '{path}' does not fit the model for testing: missing {len(missing)} "
-                         f"tensors, e.g. {missing[:5]}")
+    load_weights(model, path, state=obj, complete=True)  # every tensor of the model, from any layout
     return {}
 
 

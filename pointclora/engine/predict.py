@@ -3,7 +3,7 @@
 Weights (`--ckpts`, one or more files):
 - a training checkpoint of tools/train.py (ckpt-best.pth, ckpt-last.pth): the whole model, adapters
   included; alone;
-- a plain state dict of fine-tuned weights (any layout `pointclora.models.load_pretrained` reads);
+- a plain state dict of fine-tuned weights (any layout `pointclora.models.load_weights` reads);
 - an adapter file (adapter-best.safetensors: adapters + trained head) with the backbone it was
   trained on (a .pth given before it, or the config's `ckpts:`).
 Every tensor of the model must come from one of them, else the run stops naming what is missing.
@@ -32,8 +32,8 @@ from ..datasets.modelnet40 import CLASSES
 from ..datasets.pointcloud_folder import read_points
 from ..factory import build_model_with_adapters, dataset_kwargs, splits
 from ..io import atomic_path
-from ..models import build_model, load_pretrained
-from ..models.checkpoint import load_weights_only
+from ..models import build_model
+from ..models.checkpoint import load_weights, load_weights_only
 from .checkpoint import REQUIRED_KEYS, load_model_state
 from .distributed import DistInfo
 from .tasks import build_task
@@ -89,9 +89,7 @@ def load_model(cfg: Mapping, paths: Sequence[str], train_ckpt: Optional[dict]) -
     for path in weights:
         if not path.is_file():
             raise FileNotFoundError(f"--ckpts: no file '{path}'")
-        absent, _ = load_pretrained(model, str(path))
-        if len(absent) == len(model.state_dict()):
-            raise ValueError(f"--ckpts: {path} does not fit model {cfg['model']['NAME']}: none of its tensors matched")
+        absent, _ = load_weights(model, path)  # partial: the files together must cover the model
         missing &= set(absent)
     if adapters:
         from safetensors import safe_open

@@ -3,7 +3,7 @@ pre-training model, checkpoints."""
 from .build import MODELS, build_model, config_keys, model_class, register_model
 from .dapt import PointMAEDAPT
 from .pointgst import PointMAEPGST
-from .checkpoint import load_pretrained, remap_state_dict, read_checkpoint
+from .checkpoint import WeightsMismatch, load_pretrained, load_weights, remap_state_dict, read_checkpoint
 from .grouping import Group
 from .idpt import PointMAEIDPT
 from .layers import Attention, Block, DropPath, Mlp, TransformerDecoder, TransformerEncoder
@@ -15,7 +15,7 @@ from .point_mae_pretrain import PointMAEPretrain
 
 __all__ = [
     "MODELS", "build_model", "config_keys", "model_class", "register_model",
-    "load_pretrained", "remap_state_dict", "read_checkpoint",
+    "load_pretrained", "load_weights", "remap_state_dict", "read_checkpoint", "WeightsMismatch",
     "Group", "Encoder", "Attention", "Block", "DropPath", "Mlp", "TransformerDecoder", "TransformerEncoder",
     "PointMAE", "PointBERT", "PointMAEPartSeg", "PointMAEPretrain", "PointMAEDAPT", "PointMAEPGST", "PointMAEIDPT",
 ]

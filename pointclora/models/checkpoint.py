@@ -9,7 +9,12 @@ has no key with that prefix (so a PointMAEPretrain checkpoint still loads into P
 Files are read with ``torch.load(weights_only=True)``: a downloaded file cannot run code. The only
 non-tensor types allowed are numpy scalars and dtypes, which Point-MAE's part-segmentation
 checkpoint stores for its metrics (``np.float64`` accuracies).
+
+``load_weights`` is the one way weights enter a model: pre-trained backbones, fine-tuned files,
+training checkpoints, a backbone copied into a method's variant.
 """
+from __future__ import annotations
+
 import logging
 import os
 from typing import Any, Dict, List, Mapping, Tuple
@@ -94,31 +99,54 @@ def remap_state_dict(state_dict: Mapping[str, torch.Tensor], model_keys) -> Dict
     return out
 
 
-def _check_shapes(state_dict: Mapping[str, torch.Tensor], model_sd: Mapping[str, torch.Tensor], path: str) -> None:
-    bad = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(model_sd[k].shape)}"
-           for k, v in state_dict.items() if k in model_sd and v.shape != model_sd[k].shape]
-    if bad:
-        raise ValueError(f"shape mismatch loading {path}: " + "; ".join(bad))
+class WeightsMismatch(ValueError, KeyError):
+    """Weights that do not fit a model (missing, unexpected or mis-shaped tensors), in one message
+    naming the file. A ValueError (a bad file for this model) and, as strict loading raised before,
+    a KeyError."""
+
+    __str__ = ValueError.__str__  # the message itself, not KeyError's quoted repr
 
 
-def load_pretrained(model: nn.Module, path: str, strict: bool = False) -> Tuple[List[str], List[str]]:
-    """Load the checkpoint at ``path`` into ``model``; returns (missing_keys, unexpected_keys).
+def load_weights(model: nn.Module, source: str | os.PathLike, state: Mapping[str, Any] | None = None,
+                 strict: bool = False, complete: bool = False) -> Tuple[List[str], List[str]]:
+    """The one way weights enter a model. Reads ``source`` (``state``: what was already read from
+    it, e.g. a training checkpoint's ``model``), takes its state dict from any layout above,
+    strips ``module.`` and the pre-training prefixes the model does not use itself, and loads;
+    returns (missing, unexpected).
 
-    Both lists are logged. Any shape mismatch is a ValueError naming the key and both shapes;
-    with ``strict=True`` any missing or unexpected key is a KeyError (nothing is loaded then).
+    Raises WeightsMismatch naming ``source`` for any shape mismatch; with ``strict`` for any
+    missing or unexpected key; with ``complete`` for any missing key (unexpected ones are left);
+    otherwise (partial: a backbone into a model with a new head) when no tensor fits at all.
+    Nothing is loaded when it raises.
     """
-    model_sd = model.state_dict()
-    state_dict = remap_state_dict(read_checkpoint(path), model_sd.keys())
-    _check_shapes(state_dict, model_sd, path)
-    missing = [k for k in model_sd if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in model_sd]
-    if strict and (missing or unexpected):
-        raise KeyError(f"strict load of {path} into {type(model).__name__}: missing keys {missing}, "
-                       f"unexpected keys {unexpected}")
-    model.load_state_dict(state_dict, strict=False)
-    logger.info("loaded %s into %s: %d tensors", path, type(model).__name__, len(state_dict) - len(unexpected))
+    source = os.fspath(source)
+    own = model.state_dict()
+    raw = load_weights_only(source) if state is None else state
+    loaded = remap_state_dict(_extract_state_dict(raw, source), own.keys())
+    missing = [k for k in own if k not in loaded]
+    unexpected = [k for k in loaded if k not in own]
+    shapes = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+              for k, v in loaded.items() if k in own and v.shape != own[k].shape]
+    fits = not shapes and not (strict and unexpected) and not ((strict or complete) and missing)
+    if own and len(missing) == len(own):
+        raise WeightsMismatch(f"{source} does not fit {type(model).__name__}: none of its {len(own)} tensors "
+                              f"matched ({len(unexpected)} unexpected keys, e.g. {unexpected[:3]})")
+    if not fits:
+        raise WeightsMismatch(f"{source} does not fit {type(model).__name__}: {len(missing)} missing keys "
+                              f"{missing[:8]}, {len(unexpected)} unexpected keys {unexpected[:8]}, "
+                              f"shape mismatches {shapes[:8]}")
+    model.load_state_dict({k: v for k, v in loaded.items() if k in own}, strict=False)
+    logger.info("loaded %s into %s: %d tensors", source, type(model).__name__, len(loaded) - len(unexpected))
     if missing:
         logger.info("missing keys (%d): %s", len(missing), ", ".join(missing))
     if unexpected:
         logger.info("unexpected keys (%d): %s", len(unexpected), ", ".join(unexpected))
     return missing, unexpected
+
+
+def load_pretrained(model: nn.Module, path: str, strict: bool = False) -> Tuple[List[str], List[str]]:
+    """Load the checkpoint at ``path`` into ``model`` (``load_weights``); returns (missing_keys,
+    unexpected_keys), both logged. Any shape mismatch, and with ``strict=True`` any missing or
+    unexpected key, is a WeightsMismatch (a ValueError and KeyError) naming the file; nothing is
+    loaded then."""
+    return load_weights(model, path, strict=strict)

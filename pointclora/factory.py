@@ -17,7 +17,7 @@ from .adapters import AdapterConfig, apply_adapters
 from .config import load_config, parse_opts, resolve_path, set_by_dotted, validate
 from .datasets import DATASETS, build_dataset
 from .datasets.heldout import HELDOUT, check_fraction
-from .models import build_model, load_weights
+from .models import build_model, load_pretrained
 from .sections import ENGINE_DATASET_KEYS  # dataset keys the engine reads, not the constructor
 
 DEFAULT_SPLITS = {"ShapeNetPart": ("trainval", "test", "test")}  # Point-MAE part seg trains on trainval
@@ -69,12 +69,12 @@ def build_model_from_config(config: str | os.PathLike | Mapping, opts: Iterable[
 
 
 def load_backbone(model: nn.Module, path: str | os.PathLike) -> None:
-    """Loads pre-trained weights (a partial ``load_weights``: a checkpoint that fills none of the
+    """Loads pre-trained weights (``load_pretrained``, partial: a checkpoint that fills none of the
     backbone is an error) and prints what was loaded."""
     path = resolve_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"--ckpts / ckpts: pre-trained checkpoint '{path}' not found")
-    missing, unexpected = load_weights(model, path)
+    missing, unexpected = load_pretrained(model, path)
     total = len(model.state_dict())
     print(f"loaded pre-trained weights from {path}: {total - len(missing)}/{total} tensors, "
           f"missing {len(missing)} {missing[:6]}, unexpected {len(unexpected)}", flush=True)

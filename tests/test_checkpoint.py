@@ -1,4 +1,4 @@
-"""load_pretrained: every official checkpoint layout, prefixes, errors, weights_only."""
+"""load_pretrained / load_weights: every official checkpoint layout, prefixes, errors, weights_only."""
 import logging
 
 import numpy as np
@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from conftest import tiny_model_config
-from pointclora.models import build_model, load_pretrained
+from pointclora.adapters import AdapterConfig, apply_adapters
+from pointclora.engine.checkpoint import load_model_state
+from pointclora.models import WeightsMismatch, build_model, load_pretrained, load_weights
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -157,3 +159,32 @@ def test_arbitrary_objects_are_refused(tmp_path):
     torch.save({"base_model": mae().state_dict(), "evil": Payload()}, tmp_path / "evil.pth")
     with pytest.raises(ValueError, match="evil.pth is not a PyTorch checkpoint readable with weights_only=True"):
         load_pretrained(mae(), tmp_path / "evil.pth")
+
+
+def test_one_mismatch_message_names_the_source_whatever_the_path(tmp_path):
+    """Training checkpoints (strict), --test files (complete) and pre-trained files (partial) all fail
+    through load_weights: one message naming the file, a ValueError and a KeyError alike."""
+    sd = mae().state_dict()
+    sd.pop("norm.weight")
+    with pytest.raises(WeightsMismatch, match=r"ckpt-best.pth does not fit PointMAE: 1 missing keys \['norm.weight'\]"):
+        load_model_state(mae(), sd, tmp_path / "ckpt-best.pth")
+    torch.save({"model": sd}, tmp_path / "fine.pth")
+    with pytest.raises(ValueError, match="fine.pth does not fit PointMAE: 1 missing keys"):
+        load_weights(mae(), tmp_path / "fine.pth", complete=True)
+    assert load_weights(mae(), tmp_path / "fine.pth") == (["norm.weight"], [])  # partial: fine
+    torch.save({"other.weight": torch.zeros(2)}, tmp_path / "other.pth")
+    with pytest.raises(KeyError, match="other.pth does not fit PointMAE: none of its .* tensors matched"):
+        load_weights(mae(), tmp_path / "other.pth")
+
+
+def test_a_failed_load_changes_nothing_and_a_variant_gets_its_backbone_through_it(tmp_path):
+    model = mae()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    bad = randomise(mae()).state_dict()
+    bad["cls_head_finetune.8.weight"] = torch.zeros(7, 256)
+    with pytest.raises(ValueError, match=r"cls_head_finetune.8.weight: checkpoint \(7, 256\) vs model \(5, 256\)"):
+        load_weights(model, "in memory", state=bad)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    backbone = randomise(mae())
+    variant = apply_adapters(backbone, AdapterConfig.from_dict({"method": "dapt"}))
+    assert same_state(backbone, variant, skip=("cls_head_finetune",)) and type(variant).__name__ == "PointMAEDAPT"

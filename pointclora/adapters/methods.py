@@ -44,6 +44,7 @@ from typing import Any, ClassVar, Dict, List, Mapping, Optional, Tuple
 import torch
 from torch import nn
 
+from ..weights import load_weights
 from .fields import DictConfig, check_int, check_number, field_error
 from .patterns import DEFAULT_TRAINABLE, as_pattern_list, check_trainable_patterns, is_trainable_name
 
@@ -205,18 +206,19 @@ def freeze_by_rule(model: nn.Module, config: MethodConfig) -> None:
 
 
 def copy_backbone_state(variant: nn.Module, backbone: nn.Module) -> List[str]:
-    """Copy every backbone tensor whose key and shape the variant shares; returns the keys left out
-    (a head whose input width changed). A backbone key the variant lacks is an error."""
+    """Copy every backbone tensor whose key and shape the variant shares (``load_weights``); returns
+    the keys left out (a task head, the backbone's HEAD_MODULES, whose input width changed). A
+    backbone key the variant lacks is an error, and so is a changed shape outside the head."""
     own = variant.state_dict()
     src = backbone.state_dict()
     lacking = [k for k in src if k not in own]
     if lacking:
         raise ValueError(f"{type(variant).__name__} has no place for backbone tensors {lacking[:5]}")
     skipped = [k for k, v in src.items() if v.shape != own[k].shape]
-    bad = [k for k in skipped if not k.startswith("cls_head_finetune.")]
+    bad = [k for k in skipped if not is_trainable_name(k, list(getattr(backbone, "HEAD_MODULES", ())))]
     if bad:
         raise ValueError(f"backbone tensors {bad[:5]} do not fit {type(variant).__name__}")
-    variant.load_state_dict({k: v for k, v in src.items() if k not in skipped}, strict=False)
+    load_weights(variant, f"the {type(backbone).__name__} backbone", state={k: v for k, v in src.items() if k not in skipped})
     return skipped
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..io import atomic_path, atomic_write_text
-from ..models.checkpoint import load_weights, load_weights_only
+from ..weights import load_weights, load_weights_only
 from .faults import writing
 
 REQUIRED_KEYS = ("model", "optimizer", "scheduler", "epoch", "best", "rng", "config")

@@ -1,7 +1,7 @@
 """`tools/train.py --test`: evaluate a checkpoint on the test split, optionally with voting.
 
 The checkpoint is a training checkpoint of this tool (default <output_dir>/ckpt-best.pth) or
-a bare fine-tuned state dict in any layout `pointclora.models.load_weights` reads.
+a bare fine-tuned state dict in any layout `pointclora.weights.load_weights` reads.
 Writes test_results.json (and, with --save-predictions, predictions.npz in the format of
 pointclora.io.save_predictions, read by tools/visualize.py) on rank 0.
 """
@@ -16,7 +16,7 @@ import torch
 
 from ..config import resolve_path
 from ..io import save_predictions
-from ..models.checkpoint import load_weights, load_weights_only
+from ..weights import load_weights, load_weights_only
 from .checkpoint import REQUIRED_KEYS, load_model_state, write_text_atomic
 from .distributed import DistInfo
 from .options import preflight

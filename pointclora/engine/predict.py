@@ -3,7 +3,7 @@
 Weights (`--ckpts`, one or more files):
 - a training checkpoint of tools/train.py (ckpt-best.pth, ckpt-last.pth): the whole model, adapters
   included; alone;
-- a plain state dict of fine-tuned weights (any layout `pointclora.models.load_weights` reads);
+- a plain state dict of fine-tuned weights (any layout `pointclora.weights.load_weights` reads);
 - an adapter file (adapter-best.safetensors: adapters + trained head) with the backbone it was
   trained on (a .pth given before it, or the config's `ckpts:`).
 Every tensor of the model must come from one of them, else the run stops naming what is missing.
@@ -33,7 +33,7 @@ from ..datasets.pointcloud_folder import read_points
 from ..factory import build_model_with_adapters, dataset_kwargs, splits
 from ..io import atomic_path
 from ..models import build_model
-from ..models.checkpoint import load_weights, load_weights_only
+from ..weights import load_weights, load_weights_only
 from .checkpoint import REQUIRED_KEYS, load_model_state
 from .distributed import DistInfo
 from .tasks import build_task

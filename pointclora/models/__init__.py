@@ -3,7 +3,8 @@ pre-training model, checkpoints."""
 from .build import MODELS, build_model, config_keys, model_class, register_model
 from .dapt import PointMAEDAPT
 from .pointgst import PointMAEPGST
-from .checkpoint import WeightsMismatch, load_pretrained, load_weights, remap_state_dict, read_checkpoint
+from ..weights import WeightsMismatch, load_weights, read_checkpoint, remap_state_dict
+from .checkpoint import load_pretrained
 from .grouping import Group
 from .idpt import PointMAEIDPT
 from .layers import Attention, Block, DropPath, Mlp, TransformerDecoder, TransformerEncoder

@@ -81,10 +81,11 @@ def test_no_project_import_inside_a_function_of_the_top_level_modules():
     assert bad == []
 
 
-def private_uses(path: Path) -> list:
-    """(line, what) for each private name of another project module used in `path`: imported
-    (`from .inject import _x`) or read off an imported project module (`inject._x`, `P._x`)."""
-    tree = ast.parse(path.read_text())
+def private_uses(path: Path, source: str = None) -> list:
+    """(line, what) for each private name of another project module used in `path` (its text:
+    `source`, default the file's): imported (`from .inject import _x`) or read off an imported
+    project module (`inject._x`, `P._x`)."""
+    tree = ast.parse(path.read_text() if source is None else source)
     modules_here, found = set(), []
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and (node.level or is_project(node.module or "")):
@@ -109,17 +110,12 @@ def test_no_private_name_of_another_module_is_used():
     assert bad == []
 
 
-def test_the_private_name_check_sees_imports_and_attribute_reads(tmp_path):
+def test_the_private_name_check_sees_imports_and_attribute_reads():
     """The check above on code that breaks the rule both ways, and on code that keeps it."""
-    folder = REPO / "pointclora" / "adapters"
-    sample = folder / "_structure_probe.py"
-    sample.write_text("from .inject import _find_targets, apply_adapters\nfrom .. import models\n"
-                      "import pointclora.engine.trainer as T\nimport os\n"
-                      "def f(m):\n    return models._lookup, T._x, os._exit, m._private, apply_adapters\n")
-    try:
-        found = [what for _, what in private_uses(sample)]
-    finally:
-        sample.unlink()
+    source = ("from .inject import _find_targets, apply_adapters\nfrom .. import models\n"
+              "import pointclora.engine.trainer as T\nimport os\n"
+              "def f(m):\n    return models._lookup, T._x, os._exit, m._private, apply_adapters\n")
+    found = [what for _, what in private_uses(PACKAGE / "adapters" / "probe.py", source)]
     assert found == ["from pointclora.adapters.inject import _find_targets", "models._lookup", "T._x"]
 
 

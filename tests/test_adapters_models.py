@@ -7,20 +7,10 @@ from torch import nn
 
 from conftest import randomise_adapters, tiny_model_config
 from pointclora.adapters import (
-    AdapterConfig,
-    AdapterLayer,
-    CoToScheduler,
-    adapter_layers,
-    adapter_regularization,
-    apply_adapters,
-    count_parameters,
-    get_adapter_config,
-    load_adapter,
-    merge_adapters,
-    merge_and_unload,
-    save_adapter,
+    AdapterConfig, AdapterLayer, CoToScheduler, adapter_layers, adapter_regularization, apply_adapters,
+    count_parameters, get_adapter_config, load_adapter, merge_adapters, merge_and_unload, save_adapter,
     unmerge_adapters,
-)
+)  # fmt: skip
 from pointclora.models import PointMAE, build_model
 from pointclora.models.base import FrozenBNMixin
 

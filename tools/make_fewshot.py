@@ -21,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout too
 
+from pointclora.cli import EXIT_USER_ERROR, message  # noqa: E402
 from pointclora.datasets import ModelNet40  # noqa: E402
 from pointclora.datasets.modelnet_fewshot import write_fewshot  # noqa: E402
 from pointclora.sweep.grid import parse_indices  # noqa: E402
@@ -69,11 +70,11 @@ def main(argv=None) -> int:
     try:
         written = run(args)
     except (ValueError, FileNotFoundError, KeyError) as err:
-        msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        msg = message(err)
         if "fewer than npoints" in msg:
             msg = f"--points {args.points} is more than the shapes have: {msg.split('. [')[0]}"
         print(f"error: {msg}", file=sys.stderr, flush=True)
-        return 2
+        return EXIT_USER_ERROR
     print(f"wrote {len(written)} fold file(s) under {args.out} in {time.perf_counter() - start:.1f} s "
           "(seeded folds, not the official ones)")
     return 0

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a so
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from pointclora.cli import EXIT_USER_ERROR, message  # noqa: E402
 from pointclora.config import ConfigError, load_config, merge, parse_opts, set_by_dotted, validate  # noqa: E402
 from pointclora.datasets import SEG_CLASSES  # noqa: E402
 from pointclora.datasets.common import pc_normalize  # noqa: E402
@@ -120,9 +121,8 @@ def main(argv=None) -> int:
     try:
         cfg, model, task, names, category, device = setup(args)
     except (ValueError, ConfigError, FileNotFoundError, KeyError, RuntimeError) as err:
-        msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-        print(f"error: {msg}", file=sys.stderr, flush=True)
-        return 2
+        print(f"error: {message(err)}", file=sys.stderr, flush=True)
+        return EXIT_USER_ERROR
     prepared, failed = [], []
     for path in args.files:
         try:

@@ -13,7 +13,7 @@ from typing import Iterable, Mapping
 
 from torch import nn
 
-from .adapters import AdapterConfig, apply_adapters
+from .adapters import AdapterConfig, apply_adapters, get_adapter_config
 from .config import load_config, parse_opts, resolve_path, set_by_dotted, validate
 from .datasets import DATASETS, build_dataset
 from .datasets.heldout import HELDOUT, check_fraction
@@ -40,14 +40,14 @@ def resolve_config(config: str | os.PathLike | Mapping, opts: Iterable[str] = ()
 def build_model_with_adapters(cfg: Mapping, ckpts: str | os.PathLike | None = None):
     """Builds cfg['model'], loads `ckpts` (when given) into the backbone, then applies cfg['adapter']
     (which freezes all but the adapters and the trainable head, by default the model's HEAD_MODULES).
-    returns (model, AdapterConfig or None)."""
+    returns (model, the adapter config it holds (targets and method fields resolved) or None)."""
     model = build_model(cfg["model"])
     if ckpts:
         load_backbone(model, ckpts)
     adapter_cfg = None
     if cfg.get("adapter"):
-        adapter_cfg = AdapterConfig.from_dict(adapter_section(cfg["adapter"], model))
-        model = apply_adapters(model, adapter_cfg)
+        model = apply_adapters(model, AdapterConfig.from_dict(adapter_section(cfg["adapter"], model)))
+        adapter_cfg = get_adapter_config(model)
     return model, adapter_cfg
 
 

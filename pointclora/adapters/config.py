@@ -14,6 +14,8 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 
 from torch import nn
 
+# Layering: pointclora.models' variants import adapters.methods / dapt / pointgst / idpt (which never
+# import the models' registry); this module and inject.py read the models' declarations.
 from ..models.base import FrozenBNMixin
 from .fields import DictConfig, check_int, check_number
 from .methods import METHOD_CONFIGS

@@ -24,7 +24,7 @@ import torch
 
 import cuda_ext
 
-from ..adapters import METHOD_CONFIGS, load_adapter
+from ..adapters import METHOD_CONFIGS, adapter_state_dict, load_adapter
 from ..config import resolve_path
 from ..datasets import DATASETS, NUM_PARTS, SEG_CLASSES, build_dataset
 from ..datasets.common import pc_normalize
@@ -92,11 +92,8 @@ def load_model(cfg: Mapping, paths: Sequence[str], train_ckpt: Optional[dict]) -
         absent, _ = load_weights(model, path)  # partial: the files together must cover the model
         missing &= set(absent)
     if adapters:
-        from safetensors import safe_open
-
         model = load_adapter(model, str(adapters[0]))  # a new model for DAPT / PointGST / IDPT
-        with safe_open(str(adapters[0]), framework="pt") as f:
-            missing -= set(f.keys())
+        missing -= set(adapter_state_dict(model))  # the file's tensors (load_adapter checked they are these)
     if missing:
         raise ValueError(f"--ckpts: {len(missing)} tensors of the model come from no file, e.g. {sorted(missing)[:4]}: "
                          "pass fine-tuned weights, a training checkpoint, or an adapter file with its backbone")

@@ -12,16 +12,5 @@ from .interpolate import three_interpolate, three_nn
 from .knn import KNN, knn
 from .sampling import furthest_point_sample, gather_operation
 
-__all__ = [
-    "furthest_point_sample",
-    "gather_operation",
-    "ball_query",
-    "grouping_operation",
-    "three_nn",
-    "three_interpolate",
-    "knn",
-    "KNN",
-    "chamfer_distance",
-    "pointnet2_utils",
-    "reference",
-]
+__all__ = ["furthest_point_sample", "gather_operation", "ball_query", "grouping_operation", "three_nn",
+           "three_interpolate", "knn", "KNN", "chamfer_distance", "pointnet2_utils", "reference"]

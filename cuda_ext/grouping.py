@@ -1,11 +1,10 @@
 """Ball query and grouping_operation (pointnet2_ops semantics)."""
 import torch
-from torch.autograd import Function
-from torch.autograd.function import once_differentiable
 
 from . import _validate as V
 from . import reference
 from ._backend import native
+from ._gather import feature_gather_function, gather_features
 
 
 def ball_query(radius: float, nsample: int, xyz: torch.Tensor, new_xyz: torch.Tensor) -> torch.Tensor:
@@ -28,18 +27,7 @@ def ball_query(radius: float, nsample: int, xyz: torch.Tensor, new_xyz: torch.Te
     return C.ball_query(new_xyz, xyz, float(radius), nsample)
 
 
-class _GroupingOperation(Function):
-    @staticmethod
-    def forward(ctx, features, idx):
-        ctx.save_for_backward(idx)
-        ctx.n = features.shape[2]
-        return native(features.device).group_forward(features, idx)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_out):
-        (idx,) = ctx.saved_tensors
-        return native(grad_out.device).group_backward(grad_out.contiguous(), idx, ctx.n), None
+_GroupingOperation = feature_gather_function("group_forward", "group_backward", "_GroupingOperation")
 
 
 def grouping_operation(features: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -47,9 +35,4 @@ def grouping_operation(features: torch.Tensor, idx: torch.Tensor) -> torch.Tenso
 
     out[b, c, m, k] = features[b, c, idx[b, m, k]]; differentiable in ``features``.
     """
-    features = V.floating("features", V.tensor("features", features, 3), half_on_cuda=True)
-    idx = V.index("idx", idx, 3)
-    V.same_batch_device(("features", "idx"), features, idx)
-    if native(features.device) is None:
-        return reference.grouping_operation(features, idx)
-    return _GroupingOperation.apply(features, idx)
+    return gather_features(features, idx, 3, _GroupingOperation, reference.grouping_operation)

@@ -15,16 +15,8 @@ from .interpolate import three_interpolate, three_nn
 from .sampling import furthest_point_sample as _fps
 from .sampling import gather_operation
 
-__all__ = [
-    "furthest_point_sample",
-    "gather_operation",
-    "ball_query",
-    "grouping_operation",
-    "three_nn",
-    "three_interpolate",
-    "QueryAndGroup",
-    "GroupAll",
-]
+__all__ = ["furthest_point_sample", "gather_operation", "ball_query", "grouping_operation", "three_nn",
+           "three_interpolate", "QueryAndGroup", "GroupAll"]
 
 
 def furthest_point_sample(xyz: torch.Tensor, npoint: int) -> torch.Tensor:

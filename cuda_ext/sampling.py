@@ -6,6 +6,7 @@ from torch.autograd.function import once_differentiable
 from . import _validate as V
 from . import reference
 from ._backend import native
+from ._gather import feature_gather_function, gather_features
 
 
 class _FurthestPointSample(Function):
@@ -37,19 +38,7 @@ def furthest_point_sample(xyz: torch.Tensor, npoint: int, skip_near_origin: bool
     return _FurthestPointSample.apply(xyz, npoint, bool(skip_near_origin))
 
 
-class _GatherOperation(Function):
-    @staticmethod
-    def forward(ctx, features, idx):
-        ctx.save_for_backward(idx)
-        ctx.n = features.shape[2]
-        return native(features.device).gather_forward(features, idx)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_out):
-        (idx,) = ctx.saved_tensors
-        grad = native(grad_out.device).gather_backward(grad_out.contiguous(), idx, ctx.n)
-        return grad, None
+_GatherOperation = feature_gather_function("gather_forward", "gather_backward", "_GatherOperation")
 
 
 def gather_operation(features: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -57,9 +46,4 @@ def gather_operation(features: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
 
     Differentiable in ``features``.
     """
-    features = V.floating("features", V.tensor("features", features, 3), half_on_cuda=True)
-    idx = V.index("idx", idx, 2)
-    V.same_batch_device(("features", "idx"), features, idx)
-    if native(features.device) is None:
-        return reference.gather_operation(features, idx)
-    return _GatherOperation.apply(features, idx)
+    return gather_features(features, idx, 2, _GatherOperation, reference.gather_operation)

@@ -5,7 +5,9 @@ import torch
 import cuda_ext
 from cuda_ext import reference
 
-from ops_devices import no_cuda_fallback, on_devices_and_floats, random_clouds  # noqa: F401  (autouse fixture)
+from ops_devices import (  # noqa: F401  (no_cuda_fallback: an autouse fixture)
+    assert_matches_reference, no_cuda_fallback, on_devices_and_floats, random_clouds,
+)  # fmt: skip
 
 
 @on_devices_and_floats
@@ -36,14 +38,7 @@ def test_three_interpolate_matches_reference(device, dtype):
     features = torch.randn(2, 4, 20, dtype=dtype, device=device, requires_grad=True)
     idx = torch.randint(0, 20, (2, 30, 3), dtype=torch.int32, device=device)
     weight = torch.rand(2, 30, 3, dtype=dtype, device=device)
-    out = cuda_ext.three_interpolate(features, idx, weight)
-    ref_features = features.detach().cpu().requires_grad_()
-    want = reference.three_interpolate(ref_features, idx.cpu(), weight.cpu())
-    torch.testing.assert_close(out.cpu(), want, atol=1e-5, rtol=0)
-    grad = torch.randn_like(want)
-    out.backward(grad.to(device))
-    want.backward(grad)
-    torch.testing.assert_close(features.grad.cpu(), ref_features.grad, atol=1e-5, rtol=0)
+    assert_matches_reference(cuda_ext.three_interpolate, reference.three_interpolate, features, idx, weight)
 
 
 def test_three_interpolate_gradcheck_float64():

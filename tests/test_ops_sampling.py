@@ -5,7 +5,7 @@ import torch
 import cuda_ext
 from cuda_ext import _backend, reference
 
-from ops_devices import DEVICES, no_cuda_fallback  # noqa: F401  (autouse fixture)
+from ops_devices import DEVICES, assert_matches_reference, no_cuda_fallback  # noqa: F401  (autouse fixture)
 C = _backend._C
 
 
@@ -116,14 +116,7 @@ def test_fps_bad_input(args, match):
 def test_gather_matches_reference(device, dtype, B, C_, N, M):
     features = torch.randn(B, C_, N, dtype=dtype, device=device, requires_grad=True)
     idx = torch.randint(0, N, (B, M), dtype=torch.int32, device=device)
-    out = cuda_ext.gather_operation(features, idx)
-    ref_features = features.detach().cpu().requires_grad_()
-    want = reference.gather_operation(ref_features, idx.cpu())
-    torch.testing.assert_close(out.cpu(), want, atol=1e-5, rtol=0)
-    grad = torch.randn_like(want)
-    out.backward(grad.to(device))
-    want.backward(grad)
-    torch.testing.assert_close(features.grad.cpu(), ref_features.grad, atol=1e-5, rtol=0)
+    assert_matches_reference(cuda_ext.gather_operation, reference.gather_operation, features, idx)
 
 
 def test_gather_gradcheck_float64():

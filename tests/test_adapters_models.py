@@ -135,3 +135,9 @@ def test_explicit_targets_win_over_the_models_and_the_default_is_the_base_declar
     assert [n for n, _ in adapter_layers(plain)] == ["blocks.blocks.0.attn.qkv", "blocks.blocks.1.attn.qkv"]
     assert AdapterConfig().target_modules == list(FrozenBNMixin.ADAPTER_TARGETS["clora"])
     assert AdapterConfig(method="lora").target_modules == list(PointMAE.ADAPTER_TARGETS["lora"])
+
+
+def test_a_method_variant_is_built_from_exactly_its_backbone_class():
+    """A PointMAE subclass may compute something DAPT's variant would not carry over: refused."""
+    with pytest.raises(ValueError, match=r"Point-MAE backbone \(NAME: PointMAE\), got ProjectionTargets"):
+        apply_adapters(projection_model(), AdapterConfig.from_dict({"method": "dapt"}))

@@ -18,8 +18,8 @@ one layer. Each such method is instead
    dapt}`` works both on a Point-MAE backbone and on a model built from an official config.
 
 ``apply_adapters(backbone, config)`` calls ``apply_method``: it builds the variant (registered by
-``pointclora.models`` with ``register_variant``, together with the backbone class it is built
-from) from the backbone's hyper-parameters, copies the backbone's tensors into it (the backbone itself is not
+``pointclora.models`` with ``register_variant``, with the backbone class it is built from) from
+the backbone's hyper-parameters, copies the backbone's tensors into it (the backbone itself is not
 touched; the head is kept when its shape still fits), then applies the method's own freezing rule
 (its ``adapter_parameter_names()`` plus ``trainable_modules``) and returns the NEW model. Callers
 must use the returned model (``model = apply_adapters(model, cfg)``), as the engine does.
@@ -218,7 +218,8 @@ def copy_backbone_state(variant: nn.Module, backbone: nn.Module) -> List[str]:
     bad = [k for k in skipped if not is_trainable_name(k, list(getattr(backbone, "HEAD_MODULES", ())))]
     if bad:
         raise ValueError(f"backbone tensors {bad[:5]} do not fit {type(variant).__name__}")
-    load_weights(variant, f"the {type(backbone).__name__} backbone", state={k: v for k, v in src.items() if k not in skipped})
+    kept = {k: v for k, v in src.items() if k not in skipped}
+    load_weights(variant, f"the {type(backbone).__name__} backbone", state=kept)
     return skipped
 
 

@@ -164,6 +164,25 @@ def test_reconstruction_arrays_partition_the_patches():
         views.reconstruction_view(points, out["centers"], out["mask"], out["visible_patches"], out["visible_patches"])
 
 
+def test_reconstruction_loads_a_pretraining_checkpoint_and_names_a_file_that_is_not_one(tmp_path):
+    import torch
+
+    from pointclora.models import build_model
+    from pointclora.visualization.reconstruction import reconstruct
+
+    points, _ = make_table()
+    torch.manual_seed(1)
+    pretrain = build_model(tiny_mae_config()["model"])
+    good = tmp_path / "pretrain.pth"
+    torch.save({"base_model": pretrain.state_dict()}, good)
+    loaded = reconstruct(tiny_mae_config(), str(good), points, seed=3)
+    assert not np.array_equal(loaded["pred_patches"], reconstruct(tiny_mae_config(), None, points, seed=3)["pred_patches"])
+    classifier = tmp_path / "classifier.pth"
+    torch.save({"base_model": build_model(tiny_model_config("PointMAE", group_size=16)).state_dict()}, classifier)
+    with pytest.raises(KeyError, match="classifier.pth does not fit PointMAEPretrain"):
+        reconstruct(tiny_mae_config(), str(classifier), points, seed=3)
+
+
 @pytest.mark.parametrize("bad, match", [(np.zeros((5, 2)), "points"), (np.zeros((0, 3)), "points")])
 def test_views_reject_bad_shapes(bad, match):
     with pytest.raises(ValueError, match=match):

@@ -44,7 +44,6 @@ from typing import Any, ClassVar, Dict, List, Mapping, Optional, Tuple
 import torch
 from torch import nn
 
-from ..weights import load_weights
 from .fields import DictConfig, check_int, check_number, field_error
 from .patterns import DEFAULT_TRAINABLE, as_pattern_list, check_trainable_patterns, is_trainable_name
 
@@ -203,35 +202,6 @@ def freeze_by_rule(model: nn.Module, config: MethodConfig) -> None:
     own = set(model.adapter_parameter_names())
     for name, param in model.named_parameters():
         param.requires_grad_(name in own or is_trainable_name(name, config.trainable_modules))
-
-
-def copy_backbone_state(variant: nn.Module, backbone: nn.Module) -> List[str]:
-    """Copy every backbone tensor whose key and shape the variant shares (``load_weights``); returns
-    the keys left out (a task head, the backbone's HEAD_MODULES, whose input width changed). A
-    backbone key the variant lacks is an error, and so is a changed shape outside the head."""
-    own = variant.state_dict()
-    src = backbone.state_dict()
-    lacking = [k for k in src if k not in own]
-    if lacking:
-        raise ValueError(f"{type(variant).__name__} has no place for backbone tensors {lacking[:5]}")
-    skipped = [k for k, v in src.items() if v.shape != own[k].shape]
-    bad = [k for k in skipped if not is_trainable_name(k, list(getattr(backbone, "HEAD_MODULES", ())))]
-    if bad:
-        raise ValueError(f"backbone tensors {bad[:5]} do not fit {type(variant).__name__}")
-    kept = {k: v for k, v in src.items() if k not in skipped}
-    load_weights(variant, f"the {type(backbone).__name__} backbone", state=kept)
-    return skipped
-
-
-def backbone_kwargs(backbone: nn.Module) -> Dict[str, Any]:
-    """Constructor keywords of a PointMAE backbone, read from the built model (apply_method has
-    checked its class)."""
-    last = backbone.blocks.blocks[-1].drop_path
-    # the schedule is linspace(0, rate, depth): the last block holds the rate itself
-    rate = getattr(last, "drop_prob", 0.0)
-    return dict(trans_dim=backbone.trans_dim, depth=backbone.depth, drop_path_rate=rate, cls_dim=backbone.cls_dim,
-                num_heads=backbone.num_heads, group_size=backbone.group_size, num_group=backbone.num_group,
-                encoder_dims=backbone.encoder_dims, fps_skip_near_origin=backbone.group_divider.skip_near_origin)
 
 
 def bn_buffer_names(model: nn.Module) -> List[str]:

@@ -12,8 +12,11 @@ from typing import Any, List
 
 from torch import nn
 
-# Point-MAE fine-tuning trains the classification head and the class token / its position embedding.
-DEFAULT_TRAINABLE = ["cls_head_finetune", "cls_token", "cls_pos"]
+from ..models.base import CLASSIFICATION_HEAD
+
+# Point-MAE fine-tuning trains the classification head and the class token / its position embedding:
+# the models declare it (models.base.CLASSIFICATION_HEAD, PointMAE.HEAD_MODULES).
+DEFAULT_TRAINABLE = list(CLASSIFICATION_HEAD)
 
 
 def matches(name: str, pattern: str) -> bool:

@@ -18,6 +18,10 @@ from typing import Dict, List, Set, Tuple
 from torch import nn
 
 TASKS = ("classification", "part_segmentation", "pretrain")
+# The classification head of the Point-MAE family (PointMAE and its method variants): the official
+# fine-tuning trains the head and the class token / its position embedding besides the adapters.
+# It is those models' HEAD_MODULES and AdapterConfig's default ``trainable_modules``.
+CLASSIFICATION_HEAD: Tuple[str, ...] = ("cls_head_finetune", "cls_token", "cls_pos")
 
 
 def without_weight_decay(name: str, param: nn.Parameter) -> bool:

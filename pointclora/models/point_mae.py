@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import FrozenBNMixin
+from .base import CLASSIFICATION_HEAD, FrozenBNMixin
 from .layers import TransformerEncoder, drop_path_schedule, trunc_normal_init_weights
 from .stem import STEM_REGIONS, add_patch_embedding, add_transformer, positional_mlp  # noqa: F401 (re-exported)
 
@@ -18,7 +18,7 @@ class PointMAE(FrozenBNMixin, nn.Module):
     """Point-MAE transformer with the official fine-tuning head (``cls_head_finetune``)."""
 
     TASK = "classification"
-    HEAD_MODULES = ("cls_head_finetune", "cls_token", "cls_pos")  # what Point-MAE fine-tuning trains besides
+    HEAD_MODULES = CLASSIFICATION_HEAD  # what Point-MAE fine-tuning trains besides
     REGIONS = {**STEM_REGIONS, "reduce_dim": "patch encoder", "cls_head_finetune": "head"}
 
     def __init__(

@@ -4,7 +4,7 @@ from typing import Mapping, Optional
 import numpy as np
 import torch
 
-from ..models import build_model, load_pretrained
+from ..models import build_model, load_weights
 
 
 def reconstruct(cfg: Mapping, checkpoint: Optional[str], points: np.ndarray, seed: int = 0) -> dict:
@@ -19,9 +19,7 @@ def reconstruct(cfg: Mapping, checkpoint: Optional[str], points: np.ndarray, see
         raise ValueError(f"--view reconstruction: model.NAME {cfg['model'].get('NAME')!r} builds "
                          f"{type(model).__name__}, which cannot reconstruct; use a Point-MAE pre-training config")
     if checkpoint is not None:
-        missing, _ = load_pretrained(model, checkpoint)
-        if missing:
-            raise KeyError(f"{checkpoint}: not a Point-MAE pre-training checkpoint, missing keys {missing[:5]}...")
+        load_weights(model, checkpoint, complete=True)  # KeyError naming the file when tensors are missing
     model.eval()
     xyz = torch.as_tensor(np.asarray(points), dtype=torch.float32)[None]  # (1, N, 3)
     with torch.random.fork_rng(devices=[]):

@@ -123,6 +123,43 @@ def randomise_adapters(model: nn.Module, seed: int = 2, std: float = 0.3) -> Non
                     p.copy_(torch.randn(p.shape, generator=gen) * std)
 
 
+TINY_CLS_MODEL = "trans_dim: 32, num_heads: 2, group_size: 8, num_group: 8, encoder_dims: 32, depth: 2, drop_path_rate: 0.0"
+TINY_CLS_TRAIN = "{epochs: 2, batch_size: 4, val_batch_size: 8, num_workers: 0, pin_memory: false, amp: false}"
+
+
+@pytest.fixture(scope="module")
+def tiny_cls_config(tmp_path_factory):
+    """A tiny ScanObjectNN config file on tiny demo data (8 groups of 8, 2 blocks, 2 epochs): the sweep's
+    and the peer methods' tool tests; derive one with `_base_: <this path>`."""
+    root = tmp_path_factory.mktemp("demo")
+    make_demo_data(root, seed=0, train_per_class=2, test_per_class=1, npoints=64, datasets=("ScanObjectNN",))
+    path = root / "tiny.yaml"
+    path.write_text(f"""_base_: {REPO}/configs/_base_/scanobjectnn.yaml
+model: {{{TINY_CLS_MODEL}}}
+dataset: {{root: {root}/ScanObjectNN, npoints: 32, train_transforms: [scale_translate]}}
+train: {TINY_CLS_TRAIN}
+optimizer: {{lr: 2.0e-3}}
+scheduler: {{warmup_epochs: 0}}
+""")
+    return path
+
+
+# tiny adapter sections of the peer methods that fit TINY_MODEL (16 groups, 2 blocks)
+PEER_SECTIONS = {"dapt": dict(method="dapt", rank=4), "pointgst": dict(method="pointgst", rank=4, local=8),
+                 "idpt": dict(method="idpt", prompt_layer=1, prompt_k=8)}
+
+
+def randomise_trainable(model: nn.Module, seed: int = 3, std: float = 0.1) -> nn.Module:
+    """Every trainable tensor non-zero (the up-projections start at zero): the peer methods' adapters,
+    prompts and scale-shift factors, and the head."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for _, p in model.named_parameters():
+            if p.requires_grad:
+                p.add_(torch.randn(p.shape, generator=gen) * std)
+    return model
+
+
 # ----------------------------------------------------------------------------- profiler's tiny model
 # tiny sizes: N points, G groups of K points, width D, depth L, H heads
 N, G, K, D, L, H, P, C1, C2, C3, HID, CLS = 64, 8, 4, 16, 2, 2, 8, 8, 12, 20, 10, 5

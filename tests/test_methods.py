@@ -5,7 +5,7 @@ import copy
 import pytest
 import torch
 
-from conftest import REPO, load_tool, tiny_demo_data
+from conftest import REPO, load_tool, randomise_trainable, tiny_demo_data
 from pointclora.adapters import (AdapterConfig, adapter_state_dict, apply_adapters, count_parameters, load_adapter,
                                  merge_adapters, merge_and_unload, read_adapter_config, save_adapter)
 from pointclora.models import build_model, load_pretrained
@@ -45,16 +45,6 @@ def adapted(method, seed=0, **extra):
     return apply_adapters(backbone(seed), AdapterConfig.from_dict(section))
 
 
-def randomise(model, seed=3, std=0.1):
-    """Every trainable tensor non-zero (the up-projections start at zero)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for _, p in model.named_parameters():
-            if p.requires_grad:
-                p.add_(torch.randn(p.shape, generator=gen) * std)
-    return model
-
-
 @pytest.mark.parametrize("method", METHODS)
 def test_full_size_counts_equal_the_official_code(method):
     section, name, keys, (trainable, total) = METHODS[method]
@@ -87,7 +77,7 @@ def test_official_name_and_checkpoint_load_strictly(method, tmp_path):
     section, name, keys, _ = METHODS[method]
     tiny_keys = dict(TINY, **dict(keys, **TINY_OFFICIAL[method]))
     official = build_model(dict(NAME=name, **tiny_keys))
-    randomise(apply_adapters(official, AdapterConfig.from_dict({"method": method}))).eval()
+    randomise_trainable(apply_adapters(official, AdapterConfig.from_dict({"method": method}))).eval()
     x = points()
     ref = official(x)
     for prefix in ("", "module."):
@@ -100,7 +90,7 @@ def test_official_name_and_checkpoint_load_strictly(method, tmp_path):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_adapter_file_round_trip_with_updated_bn_statistics(method, tmp_path):
-    model = randomise(adapted(method)).train()
+    model = randomise_trainable(adapted(method)).train()
     assert all(m.training for m in model.encoder.modules())  # official: BatchNorm keeps updating
     with torch.no_grad():
         model(points(b=4))  # moves the encoder's running statistics
@@ -138,7 +128,7 @@ def test_not_mergeable_says_why(method):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_training_step_moves_only_trainable_tensors(method):
-    model = randomise(adapted(method)).train()
+    model = randomise_trainable(adapted(method)).train()
     params = dict(model.named_parameters())
     before = {n: p.detach().clone() for n, p in params.items()}
     opt = torch.optim.SGD([p for p in params.values() if p.requires_grad], lr=0.1)
@@ -177,7 +167,7 @@ def test_config_value_must_match_a_model_built_with_official_keys():
 
 
 def test_dapt_shapes_and_prompts():
-    model = randomise(adapted("dapt")).eval()
+    model = randomise_trainable(adapted("dapt")).eval()
     x = points()
     tokens = model.forward_tokens(x)
     assert tokens.shape == (3, 1 + TINY["depth"] + TINY["num_group"], TINY["trans_dim"])
@@ -213,13 +203,13 @@ def test_pointgst_starts_as_the_backbone_and_has_shapes():
     u, sub_u, (order, inverse) = model.spectral_inputs(center)
     assert u.shape == (3, 16, 16) and sub_u.shape == (3, 2, 8, 8)
     assert torch.equal(order.gather(1, inverse), torch.arange(16).expand(3, 16))
-    assert (randomise(model)(x) - base(x)).abs().max() > 1e-3
+    assert (randomise_trainable(model)(x) - base(x)).abs().max() > 1e-3
 
 
 def test_pointgst_coto_switches_whole_adapters():
     from pointclora.adapters import CoToScheduler
 
-    model = randomise(adapted("pointgst")).train()
+    model = randomise_trainable(adapted("pointgst")).train()
     coto = CoToScheduler(model, total_steps=10, p_start=0.0)
     assert coto.group_names == ["blocks.blocks.0", "blocks.blocks.1"]
     for block in model.blocks.blocks:

@@ -6,30 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import load_tool
+from conftest import TINY_CLS_MODEL, load_tool
 from pointclora import sweep
 from pointclora.sweep import execute, grid, report
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = "trans_dim: 32, num_heads: 2, group_size: 8, num_group: 8, encoder_dims: 32, depth: 2, drop_path_rate: 0.0"
-TRAIN = "{epochs: 2, batch_size: 4, val_batch_size: 8, num_workers: 0, pin_memory: false, amp: false}"
 
 
 @pytest.fixture(scope="module")
-def config(tmp_path_factory):
-    from pointclora.datasets.demo import make_demo_data
-
-    root = tmp_path_factory.mktemp("demo")
-    make_demo_data(root, seed=0, train_per_class=2, test_per_class=1, npoints=64, datasets=("ScanObjectNN",))
-    path = root / "tiny.yaml"
-    path.write_text(f"""_base_: {REPO}/configs/_base_/scanobjectnn.yaml
-model: {{{TINY}}}
-dataset: {{root: {root}/ScanObjectNN, npoints: 32, train_transforms: [scale_translate]}}
-train: {TRAIN}
-optimizer: {{lr: 2.0e-3}}
-scheduler: {{warmup_epochs: 0}}
-""")
-    return path
+def config(tiny_cls_config):
+    return tiny_cls_config
 
 
 def test_parse_indices():
@@ -163,7 +149,7 @@ def test_train_folds_reports_mean_and_std(tmp_path, capsys):
                                        "--shots", "4", "--folds", "0-1", "--test-per-class", "2", "--points", "48"]) == 0
     cfg = tmp_path / "fs.yaml"
     cfg.write_text(f"""_base_: {REPO}/configs/fewshot_clora.yaml
-model: {{{TINY}}}
+model: {{{TINY_CLS_MODEL}}}
 dataset: {{root: {tmp_path / 'fs'}, way: 2, shot: 4, npoints: 32, fps_pool: 40}}
 train: {{epochs: 1, batch_size: 4, num_workers: 0, pin_memory: false, amp: false}}
 scheduler: {{warmup_epochs: 0}}

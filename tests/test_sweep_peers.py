@@ -1,17 +1,15 @@
 """tools/sweep.py with the peer methods (DAPT, IDPT, PointGST): their sections fitted to the base
-config's model, the sweep's imports at module top, the one figure-saving helper."""
+config's model, the one figure-saving helper."""
 import json
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, load_tool
+from conftest import load_tool
 from pointclora import build_model_from_config
 from pointclora.adapters import count_parameters
 from pointclora.config import load_config
 from pointclora.sweep import grid, report
-from test_structure import imported
-from test_sweep import config  # noqa: F401  (the tiny demo config fixture: 8 groups, 2 blocks)
 
 PEERS = ("dapt", "idpt", "pointgst")
 
@@ -90,9 +88,9 @@ def test_a_setting_that_cannot_build_stops_before_any_run():
         grid.check_builds({"dapt": cfg})
 
 
-def test_peer_sweep_trains_fitted_sections(tmp_path, config, capsys):  # noqa: F811
-    out = tmp_path / "sweep"
-    argv = ["--config", str(config), "--seeds", "0", "--methods", ",".join(PEERS), "--out", str(out),
+def test_peer_sweep_trains_fitted_sections(tmp_path, tiny_cls_config, capsys):
+    out = tmp_path / "sweep"  # tiny_cls_config: 8 groups, 2 blocks
+    argv = ["--config", str(tiny_cls_config), "--seeds", "0", "--methods", ",".join(PEERS), "--out", str(out),
             "--device", "cpu", "--in-process", "--opts", "train.epochs=1"]
     assert load_tool("sweep").main(argv) == 0
     printed = capsys.readouterr().out
@@ -110,12 +108,6 @@ def test_peer_sweep_trains_fitted_sections(tmp_path, config, capsys):  # noqa: F
         assert 0.0 <= s["protocols"][report.BEST_TEST]["oa"]["mean"] <= 100.0 and s["gflops"] > 0
     assert load_config(out / "pointgst" / "seed0" / "config.yaml")["adapter"]["local"] == 4
     assert "| DAPT | 1 |" in (out / "sweep.md").read_text()
-
-
-@pytest.mark.parametrize("path", sorted((REPO / "pointclora" / "sweep").glob("*.py")) + [REPO / "tools" / "sweep.py"],
-                         ids=lambda p: p.name)
-def test_sweep_imports_the_project_at_module_top(path):
-    assert imported(path, local_only=True) == []
 
 
 def test_save_figure_writes_the_png_and_closes_the_figure(tmp_path):

@@ -3,7 +3,7 @@ attention equals explicit attention (fp32, CPU, tiny sizes, every adapter / prom
 logits and gradients; and the config key reaches the variant.
 
 Known bug (engineer A / B files, reported to the lead; marked xfail(strict=True) so the fix flips them):
-the variants drop `model.attention`. `backbone_kwargs` (adapters/methods.py) does not pass it,
+the variants drop `model.attention`. `backbone_kwargs` (models/variant.py) does not pass it,
 PointMAEDAPT / PointMAEPGST / PointMAEIDPT do not take it (an official NAME with `attention` is an
 unknown key), and DAPTAttention.forward has no sdpa path. A config with `model.attention: sdpa` and a
 peer adapter trains with explicit attention, silently.
@@ -18,7 +18,7 @@ from pointclora import build_model_from_config
 from pointclora.adapters import AdapterConfig, apply_adapters
 from pointclora.models import Attention, build_model
 
-BUG = ("peer variants drop model.attention (adapters/methods.py backbone_kwargs; models/{dapt,pointgst,idpt}.py "
+BUG = ("peer variants drop model.attention (models/variant.py backbone_kwargs; models/{dapt,pointgst,idpt}.py "
        "constructors; DAPTAttention.forward is explicit only)")
 DAPT_EXPLICIT_ONLY = pytest.param("dapt", marks=pytest.mark.xfail(strict=True, reason=BUG, raises=AssertionError))
 # official NAME and the keys that select the variant (IDPT's NAME is plain PointTransformer)

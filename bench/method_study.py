@@ -2,7 +2,7 @@
 """Method comparison on the demo data: full fine-tuning, linear probing, LoRA, CLoRA, CLoRA+CoTo,
 DAPT, IDPT and PointGST.
 
-    .venv/bin/python bench/method_study.py          # ~20 min on 2 cores; writes bench/results/method_study.{md,png}
+    .venv/bin/python bench/method_study.py   # 2 cores: ~1 h at load 4-7; writes bench/results/method_study.{md,png}
 
 1. Backbone: the demo's self-pre-trained Point-MAE (runs/demo/pretrain/pretrain.pth, written by
    tools/demo.py) when present, else pre-trained once with tools/pretrain.py --config

@@ -1,12 +1,8 @@
 """model.attention: sdpa with the peer methods (DAPT, IDPT, PointGST): the variant's forward with fused
 attention equals explicit attention (fp32, CPU, tiny sizes, every adapter / prompt tensor non-zero),
-logits and gradients; and the config key reaches the variant.
-
-Known bug (engineer A / B files, reported to the lead; marked xfail(strict=True) so the fix flips them):
-the variants drop `model.attention`. `backbone_kwargs` (models/variant.py) does not pass it,
-PointMAEDAPT / PointMAEPGST / PointMAEIDPT do not take it (an official NAME with `attention` is an
-unknown key), and DAPTAttention.forward has no sdpa path. A config with `model.attention: sdpa` and a
-peer adapter trains with explicit attention, silently.
+logits and gradients; and the config key reaches the variant (it once did not: the variants were built
+without `model.attention` and DAPT's attention had no sdpa path, so such a config silently trained with
+explicit attention).
 """
 import copy
 
@@ -18,9 +14,6 @@ from pointclora import build_model_from_config
 from pointclora.adapters import AdapterConfig, apply_adapters
 from pointclora.models import Attention, build_model
 
-BUG = ("peer variants drop model.attention (models/variant.py backbone_kwargs; models/{dapt,pointgst,idpt}.py "
-       "constructors; DAPTAttention.forward is explicit only)")
-DAPT_EXPLICIT_ONLY = pytest.param("dapt", marks=pytest.mark.xfail(strict=True, reason=BUG, raises=AssertionError))
 # official NAME and the keys that select the variant (IDPT's NAME is plain PointTransformer)
 OFFICIAL = {"dapt": ("PointTransformer_DAPT", {}), "pointgst": ("PointTransformer_PGST", {}),
             "idpt": ("PointTransformer", dict(prompt_module="dgcnn", cls_type="all"))}
@@ -54,7 +47,7 @@ def step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor):
     return logits.detach(), loss.detach(), {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
 
 
-@pytest.mark.parametrize("method", [DAPT_EXPLICIT_ONLY, "idpt", "pointgst"])
+@pytest.mark.parametrize("method", ["dapt", "idpt", "pointgst"])
 def test_sdpa_matches_explicit_in_the_peer_forward(method, monkeypatch):
     explicit = variant(method)
     sdpa = copy.deepcopy(explicit)
@@ -78,7 +71,6 @@ def test_sdpa_matches_explicit_in_the_peer_forward(method, monkeypatch):
     assert any(name.startswith("blocks.") for name in g1)  # the method's own tensors have gradients
 
 
-@pytest.mark.xfail(strict=True, reason=BUG, raises=(AssertionError, KeyError, TypeError))
 @pytest.mark.parametrize("method", sorted(PEER_SECTIONS))
 def test_model_attention_reaches_the_peer_variant(method):
     cfg = {"model": tiny_model_config(attention="sdpa"), "adapter": PEER_SECTIONS[method]}

@@ -24,8 +24,8 @@ SCALE_SHIFT = "tfts"  # official name of the scale-and-shift factors
 class DAPTAttention(Attention):
     """Attention with scale-shift after qkv (3C) and after proj (C)."""
 
-    def __init__(self, dim: int, num_heads: int):
-        super().__init__(dim, num_heads)
+    def __init__(self, dim: int, num_heads: int, attention: str = "explicit"):
+        super().__init__(dim, num_heads, attention=attention)
         self.tfts_gamma_1, self.tfts_beta_1 = init_scale_shift(dim * 3)
         self.tfts_gamma_2, self.tfts_beta_2 = init_scale_shift(dim)
 
@@ -34,8 +34,7 @@ class DAPTAttention(Attention):
         B, T, C = x.shape
         qkv = scale_shift(self.qkv(x), self.tfts_gamma_1, self.tfts_beta_1)  # (B, T, 3C)
         q, k, v = qkv.reshape(B, T, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
-        attn = self.attn_drop(((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1))  # (B, H, T, T)
-        x = (attn @ v).transpose(1, 2).reshape(B, T, C)  # (B, T, C)
+        x = self.attend(q, k, v).transpose(1, 2).reshape(B, T, C)  # (B, T, C)
         return self.proj_drop(scale_shift(self.proj(x), self.tfts_gamma_2, self.tfts_beta_2))
 
 
@@ -55,12 +54,13 @@ class DAPTMlp(Mlp):
 class DAPTBlock(nn.Module):
     """Pre-norm block + dynamic adapter beside the MLP + one new prompt token: (B, T, C) -> (B, T + 1, C)."""
 
-    def __init__(self, dim: int, num_heads: int, rank: int, adapter_drop: float, drop_path: float):
+    def __init__(self, dim: int, num_heads: int, rank: int, adapter_drop: float, drop_path: float,
+                 attention: str = "explicit"):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = DAPTMlp(dim, dim * 4)
-        self.attn = DAPTAttention(dim, num_heads)
+        self.attn = DAPTAttention(dim, num_heads, attention)
         self.drop_path1 = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
         self.drop_path2 = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
         self.Adapter_MLP = DAPTAdapter(dim, rank, adapter_drop)
@@ -82,9 +82,10 @@ class DAPTBlock(nn.Module):
 class DAPTEncoder(nn.Module):
     """Stack of DAPT blocks (no positional embedding inside: DAPT adds it once before)."""
 
-    def __init__(self, dim: int, num_heads: int, rates: List[float], rank: int, adapter_drop: float):
+    def __init__(self, dim: int, num_heads: int, rates: List[float], rank: int, adapter_drop: float,
+                 attention: str = "explicit"):
         super().__init__()
-        self.blocks = nn.ModuleList([DAPTBlock(dim, num_heads, rank, adapter_drop, r) for r in rates])
+        self.blocks = nn.ModuleList([DAPTBlock(dim, num_heads, rank, adapter_drop, r, attention) for r in rates])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
@@ -100,7 +101,8 @@ class PointMAEDAPT(PointMAEVariant):
     def __init__(self, *, trans_dim: int, depth: int, drop_path_rate: float, cls_dim: int, num_heads: int,
                  group_size: int, num_group: int, encoder_dims: int, rank: int = 64,
                  drop_adapter_rate: float = 0.0, class_token: str = "use", prompt_token: str = "mean",
-                 patch_token: str = "max", drop_rate: float = 0.0, fps_skip_near_origin: bool = True):
+                 patch_token: str = "max", drop_rate: float = 0.0, fps_skip_near_origin: bool = True,
+                 attention: str = "explicit"):
         for key, value in (("class_token", class_token), ("prompt_token", prompt_token), ("patch_token", patch_token)):
             if value not in TOKEN_CHOICES[key]:
                 raise ValueError(f"PointTransformer_DAPT {key} must be one of {list(TOKEN_CHOICES[key])}, got {value!r}")
@@ -117,7 +119,7 @@ class PointMAEDAPT(PointMAEVariant):
             raise ValueError("PointTransformer_DAPT: class_token, prompt_token and patch_token are all 'None'")
         super().__init__(trans_dim=trans_dim, depth=depth, drop_path_rate=drop_path_rate, cls_dim=cls_dim,
                          num_heads=num_heads, group_size=group_size, num_group=num_group,
-                         encoder_dims=encoder_dims, fps_skip_near_origin=fps_skip_near_origin)
+                         encoder_dims=encoder_dims, fps_skip_near_origin=fps_skip_near_origin, attention=attention)
         self.tfts_gamma_1, self.tfts_beta_1 = init_scale_shift(trans_dim)  # after the patch encoder
         self.tfts_gamma_2, self.tfts_beta_2 = init_scale_shift(trans_dim)  # after the final norm
         self.reset_adapter_parameters()
@@ -126,7 +128,7 @@ class PointMAEDAPT(PointMAEVariant):
         return self.trans_dim * len(self.pooled)
 
     def _build_blocks(self, rates: list) -> nn.Module:
-        return DAPTEncoder(self.trans_dim, self.num_heads, rates, self.rank, self.drop_adapter_rate)
+        return DAPTEncoder(self.trans_dim, self.num_heads, rates, self.rank, self.drop_adapter_rate, self.attention)
 
     def reset_adapter_parameters(self, seed: int = 0) -> None:
         """Official module init of the adapters and scale-shift factors (PointMAE's init ran over them)."""

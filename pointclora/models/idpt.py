@@ -90,13 +90,13 @@ class PointMAEIDPT(PointMAEVariant):
     def __init__(self, *, trans_dim: int, depth: int, drop_path_rate: float, cls_dim: int, num_heads: int,
                  group_size: int, num_group: int, encoder_dims: int, prompt_layer: int = 11,
                  prompt_module: str = "dgcnn", cls_type: str = "all", prompt_k: int = DEFAULT_K,
-                 fps_skip_near_origin: bool = True):
+                 fps_skip_near_origin: bool = True, attention: str = "explicit"):
         check_idpt_keys(depth, num_group, prompt_layer, prompt_module, cls_type, prompt_k)
         self.prompt_layer, self.prompt_module, self.cls_type, self.prompt_k = (
             prompt_layer, prompt_module, cls_type, prompt_k)  # read by _build_blocks / feature_dim
         super().__init__(trans_dim=trans_dim, depth=depth, drop_path_rate=drop_path_rate, cls_dim=cls_dim,
                          num_heads=num_heads, group_size=group_size, num_group=num_group,
-                         encoder_dims=encoder_dims, fps_skip_near_origin=fps_skip_near_origin)
+                         encoder_dims=encoder_dims, fps_skip_near_origin=fps_skip_near_origin, attention=attention)
         self.prompt_pos = nn.Parameter(torch.zeros(1, 1, trans_dim))
         self.reset_adapter_parameters()
         self._readout = READOUTS[cls_type]

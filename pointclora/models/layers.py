@@ -92,15 +92,16 @@ class Attention(nn.Module):
         B, N, C = x.shape
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads)  # (B, N, 3, H, C/H)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, N, C/H)
+        x = self.attend(q, k, v).transpose(1, 2).reshape(B, N, C)  # (B, N, C)
+        return self.proj_drop(self.proj(x))
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """q, k, v: (B, H, N, C/H) -> softmax(q k^T * scale) v, (B, H, N, C/H), the way ``attention`` says."""
         if self.attention == "sdpa":
             drop = self.attn_drop.p if self.training else 0.0
-            x = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, scale=self.scale)  # (B, H, N, C/H)
-        else:
-            attn = (q @ k.transpose(-2, -1)) * self.scale  # (B, H, N, N), same order of ops as official
-            attn = self.attn_drop(attn.softmax(dim=-1))
-            x = attn @ v  # (B, H, N, C/H)
-        x = x.transpose(1, 2).reshape(B, N, C)  # (B, N, C)
-        return self.proj_drop(self.proj(x))
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=drop, scale=self.scale)
+        attn = (q @ k.transpose(-2, -1)) * self.scale  # (B, H, N, N), same order of ops as official
+        return self.attn_drop(attn.softmax(dim=-1)) @ v
 
     def extra_repr(self) -> str:
         return f"num_heads={self.num_heads}, attention={self.attention!r}"

@@ -22,8 +22,8 @@ from .variant import PointMAEVariant
 class PGSTBlock(Block):
     """Point-MAE block + spectral adapter: x + attn, then + mlp + adapter(x after attention)."""
 
-    def __init__(self, dim: int, num_heads: int, rank: int, drop_path: float):
-        super().__init__(dim, num_heads, drop_path=drop_path)
+    def __init__(self, dim: int, num_heads: int, rank: int, drop_path: float, attention: str = "explicit"):
+        super().__init__(dim, num_heads, drop_path=drop_path, attention=attention)
         self.gft_adapter = gst.SpectralAdapter(dim, rank)
 
     def forward(self, x: torch.Tensor, u: torch.Tensor, sub_u: torch.Tensor,
@@ -37,9 +37,9 @@ class PGSTBlock(Block):
 class PGSTEncoder(nn.Module):
     """Stack of PGST blocks; the positional embedding is added before every block (as Point-MAE)."""
 
-    def __init__(self, dim: int, num_heads: int, rates: List[float], rank: int):
+    def __init__(self, dim: int, num_heads: int, rates: List[float], rank: int, attention: str = "explicit"):
         super().__init__()
-        self.blocks = nn.ModuleList([PGSTBlock(dim, num_heads, rank, r) for r in rates])
+        self.blocks = nn.ModuleList([PGSTBlock(dim, num_heads, rank, r, attention) for r in rates])
 
     def forward(self, x, pos, u, sub_u, order):
         for block in self.blocks:
@@ -54,7 +54,8 @@ class PointMAEPGST(PointMAEVariant):
 
     def __init__(self, *, trans_dim: int, depth: int, drop_path_rate: float, cls_dim: int, num_heads: int,
                  group_size: int, num_group: int, encoder_dims: int, rank: int = 36, local: int = 32,
-                 basis: str = "official", tsne: bool = False, fps_skip_near_origin: bool = True):
+                 basis: str = "official", tsne: bool = False, fps_skip_near_origin: bool = True,
+                 attention: str = "explicit"):
         if local < 1 or num_group % local:
             raise ValueError(f"PointTransformer_PGST local={local} must divide num_group={num_group}")
         if basis not in gst.BASES:
@@ -65,11 +66,11 @@ class PointMAEPGST(PointMAEVariant):
         self.rank, self.local, self.basis = int(rank), int(local), basis
         super().__init__(trans_dim=trans_dim, depth=depth, drop_path_rate=drop_path_rate, cls_dim=cls_dim,
                          num_heads=num_heads, group_size=group_size, num_group=num_group,
-                         encoder_dims=encoder_dims, fps_skip_near_origin=fps_skip_near_origin)
+                         encoder_dims=encoder_dims, fps_skip_near_origin=fps_skip_near_origin, attention=attention)
         self.reset_adapter_parameters()
 
     def _build_blocks(self, rates: list) -> nn.Module:
-        return PGSTEncoder(self.trans_dim, self.num_heads, rates, self.rank)
+        return PGSTEncoder(self.trans_dim, self.num_heads, rates, self.rank, self.attention)
 
     def reset_adapter_parameters(self, seed: int = 0) -> None:
         """Official module init of the spectral adapters (PointMAE's init ran over them)."""

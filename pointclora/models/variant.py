@@ -55,4 +55,5 @@ def backbone_kwargs(backbone: nn.Module) -> Dict[str, Any]:
     rate = getattr(last, "drop_prob", 0.0)
     return dict(trans_dim=backbone.trans_dim, depth=backbone.depth, drop_path_rate=rate, cls_dim=backbone.cls_dim,
                 num_heads=backbone.num_heads, group_size=backbone.group_size, num_group=backbone.num_group,
-                encoder_dims=backbone.encoder_dims, fps_skip_near_origin=backbone.group_divider.skip_near_origin)
+                encoder_dims=backbone.encoder_dims, fps_skip_near_origin=backbone.group_divider.skip_near_origin,
+                attention=backbone.attention)

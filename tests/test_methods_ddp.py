@@ -25,14 +25,10 @@ def train(config, out, *extra: str) -> int:
     return TRAIN.main(["--config", str(config), "--output-dir", str(out), "--device", "cpu", *extra])
 
 
-# Engine bug (engineer A's engine/trainer.py, reported to the lead): Trainer.evaluate runs each rank's
-# unwrapped model, and DDP syncs buffers only in training forwards, so under DDP every rank evaluates
-# with its own BatchNorm running statistics (the official freeze_bn_stats: false updates them). The
-# per-epoch metrics of a DDP run are then not those of the saved (rank 0) model: IDPT here reports
-# OA 0.0 at epoch 1, its ckpt-best.pth evaluates to 14.3. Broadcasting rank 0's buffers before
-# evaluating would fix it.
-EVAL_BN_BUG = ("DDP: each rank evaluates with its own BatchNorm running statistics (Trainer.evaluate, no "
-               "buffer sync), so a DDP run's per-epoch metrics differ from its saved model's")
+# Under DDP each rank's BatchNorm running statistics drift apart (DDP syncs buffers only before
+# training forwards); Trainer.evaluate broadcasts rank 0's first, so the per-epoch metrics are those
+# of the saved (rank 0) model. Before that fix, IDPT here reported OA 0.0 at epoch 1 while its
+# ckpt-best.pth evaluated to 14.3.
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +89,7 @@ def test_peer_ddp_two_gloo_processes_match_one_process(method, ddp_runs, tmp_pat
     assert all(not torch.equal(ddp[k], init[k]) for k in stats)
 
 
-@pytest.mark.parametrize("method", ["pointgst", pytest.param("idpt", marks=pytest.mark.xfail(
-    strict=True, reason=EVAL_BN_BUG, raises=AssertionError))])
+@pytest.mark.parametrize("method", ["pointgst", "idpt"])
 def test_peer_ddp_run_reports_the_metrics_of_its_saved_model(method, ddp_runs):
     """The best epoch's metrics a DDP run recorded are those of its ckpt-best.pth (as the CLoRA test asserts)."""
     _, out, _, one = ddp_runs(method)

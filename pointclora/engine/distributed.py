@@ -70,6 +70,17 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def broadcast_buffers(model: torch.nn.Module) -> None:
+    """Copies rank 0's buffers (BatchNorm running statistics) to every rank (no-op in a single process).
+
+    DDP broadcasts buffers only before training forwards, so after an epoch each rank holds the
+    statistics of its own last batches; evaluating with rank 0's makes every rank score the model
+    that rank 0 saves."""
+    if dist.is_available() and dist.is_initialized():
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 class ShardSampler(Sampler[int]):
     """Deterministic, unpadded shard of range(len(dataset)) for evaluation: rank r gets r, r+W, ..."""
 

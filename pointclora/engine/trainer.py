@@ -14,7 +14,7 @@ import torch
 
 from ..sections import TrainConfig, section
 from .checkpoint import load_model_state, rng_state, set_rng_state
-from .distributed import DistInfo, all_reduce_sum, unwrap
+from .distributed import DistInfo, all_reduce_sum, broadcast_buffers, unwrap
 from .logging import Throughput, progress
 from .metrics import reduce_meter
 from .tasks import scale_translate
@@ -117,6 +117,7 @@ class Trainer:
         """Metrics on `loader` summed over ranks; votes > 1 averages softmax over extra passes with
         scale-and-translate (Point-MAE's voting). returns metrics, or (metrics, predictions)."""
         model, device = self.base, self.info.device
+        broadcast_buffers(model)  # every rank evaluates the model rank 0 saves (its BatchNorm statistics)
         model.eval()
         meter = self.task.new_meter(device)
         gen = torch.Generator().manual_seed(self.seed + 7919 * self.info.rank)

@@ -133,14 +133,19 @@ def tiny_cls_config(tmp_path_factory):
     and the peer methods' tool tests; derive one with `_base_: <this path>`."""
     root = tmp_path_factory.mktemp("demo")
     make_demo_data(root, seed=0, train_per_class=2, test_per_class=1, npoints=64, datasets=("ScanObjectNN",))
-    path = root / "tiny.yaml"
+    return write_tiny_scan_config(root / "tiny.yaml", root, npoints=32)
+
+
+def write_tiny_scan_config(path: Path, data: Path, npoints: int, extra: str = "") -> Path:
+    """Writes a tiny ScanObjectNN config (TINY_CLS_MODEL, TINY_CLS_TRAIN) on the demo data under `data`,
+    sampling `npoints` points, with `extra` YAML appended; returns `path`."""
     path.write_text(f"""_base_: {REPO}/configs/_base_/scanobjectnn.yaml
 model: {{{TINY_CLS_MODEL}}}
-dataset: {{root: {root}/ScanObjectNN, npoints: 32, train_transforms: [scale_translate]}}
+dataset: {{root: {data}/ScanObjectNN, npoints: {npoints}, train_transforms: [scale_translate]}}
 train: {TINY_CLS_TRAIN}
 optimizer: {{lr: 2.0e-3}}
 scheduler: {{warmup_epochs: 0}}
-""")
+""" + extra)
     return path
 
 

@@ -9,13 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import load_tool, single_thread, tiny_demo_data
+from conftest import TINY_CLS_MODEL as TINY, TINY_CLS_TRAIN as TRAIN  # the tiny model / train sections
+from conftest import load_tool, single_thread, tiny_demo_data, write_tiny_scan_config
 from pointclora.engine.logging import read_csv
 
 REPO = Path(__file__).resolve().parents[1]
 BASES = REPO / "configs" / "_base_"
-TINY = "trans_dim: 32, num_heads: 2, group_size: 8, num_group: 8, encoder_dims: 32, depth: 2, drop_path_rate: 0.0"
-TRAIN = "{epochs: 2, batch_size: 4, val_batch_size: 8, num_workers: 0, pin_memory: false, amp: false}"
 
 
 CLI = load_tool("train")
@@ -30,15 +29,7 @@ def data(tmp_path_factory):
 
 
 def scan_config(tmp_path: Path, data: Path, extra: str = "") -> Path:
-    path = tmp_path / "cls.yaml"
-    path.write_text(f"""_base_: {BASES}/scanobjectnn.yaml
-model: {{{TINY}}}
-dataset: {{root: {data}/ScanObjectNN, npoints: 64, train_transforms: [scale_translate]}}
-train: {TRAIN}
-optimizer: {{lr: 2.0e-3}}
-scheduler: {{warmup_epochs: 0}}
-""" + extra)
-    return path
+    return write_tiny_scan_config(tmp_path / "cls.yaml", data, npoints=64, extra=extra)
 
 
 def train(config: Path, out: Path, *extra: str) -> int:

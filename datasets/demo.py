@@ -23,7 +23,8 @@ import numpy as np
 from .common import PathLike
 from .demo_shapes import make_shape
 from .modelnet40 import CLASSES as MODELNET_CLASSES
-from .pointcloud_io import atomic_path, format_rows, write_text
+from ..io import atomic_path, atomic_write_text
+from .pointcloud_io import format_rows
 from .scanobjectnn import CLASSES as SCAN_CLASSES, variant_file
 from .shapenetpart import CATEGORIES, FOLDER as SHAPENET_FOLDER, SEG_CLASSES, SYNSETS
 
@@ -136,11 +137,11 @@ def write_modelnet40(root: Path, seed: int, counts: Dict[str, int], npoints: int
                 angle = rng.normal(scale=0.1)  # CAD models are roughly aligned
                 pts, nrm = _yaw(pts, angle), _yaw(nrm, angle)
                 shape_id = f"{name}_{number:04d}"
-                write_text(root / name / f"{shape_id}.txt", format_rows(np.concatenate([pts, nrm], 1), "%.6f", ","))
+                atomic_write_text(root / name / f"{shape_id}.txt", format_rows(np.concatenate([pts, nrm], 1), "%.6f", ","))
                 ids[split].append(shape_id)
     for split, names in ids.items():
-        write_text(root / f"modelnet40_{split}.txt", "".join(f"{s}\n" for s in names))
-    write_text(root / "modelnet40_shape_names.txt", "".join(f"{n}\n" for n in MODELNET_CLASSES))
+        atomic_write_text(root / f"modelnet40_{split}.txt", "".join(f"{s}\n" for s in names))
+    atomic_write_text(root / "modelnet40_shape_names.txt", "".join(f"{n}\n" for n in MODELNET_CLASSES))
 
 
 # ---------------------------------------------------------------- ShapeNetPart
@@ -149,7 +150,7 @@ def _token(seed: int, category: str, split: str, index: int) -> str:
 
 
 def write_shapenetpart(root: Path, seed: int, counts: Dict[str, int], npoints: int) -> None:
-    write_text(root / "synsetoffset2category.txt", "".join(f"{c}\t{SYNSETS[c]}\n" for c in CATEGORIES))
+    atomic_write_text(root / "synsetoffset2category.txt", "".join(f"{c}\t{SYNSETS[c]}\n" for c in CATEGORIES))
     for category in CATEGORIES:
         (root / SYNSETS[category]).mkdir(parents=True, exist_ok=True)  # all 16 folders, as the release
     lists = {split: [] for split in counts}
@@ -161,12 +162,12 @@ def write_shapenetpart(root: Path, seed: int, counts: Dict[str, int], npoints: i
                 pts, nrm, part = make_shape(kind, npoints, rng, noise=0.003, occlusion=0.0)
                 token = _token(seed, category, split, i)
                 table = np.concatenate([pts, nrm, parts[part][:, None].astype(np.float32)], 1)
-                write_text(root / SYNSETS[category] / f"{token}.txt", format_rows(table, "%.6f", " "))
+                atomic_write_text(root / SYNSETS[category] / f"{token}.txt", format_rows(table, "%.6f", " "))
                 lists[split].append(f"shape_data/{SYNSETS[category]}/{token}")
     for split, entries in lists.items():
         order = np.random.default_rng([seed, SPLIT_IDS[split]]).permutation(len(entries))
         shuffled = [entries[i] for i in order]
-        write_text(root / "train_test_split" / f"shuffled_{split}_file_list.json", json.dumps(shuffled))
+        atomic_write_text(root / "train_test_split" / f"shuffled_{split}_file_list.json", json.dumps(shuffled))
 
 
 # ---------------------------------------------------------------- entry point
@@ -201,7 +202,7 @@ def make_demo_data(
         "datasets": list(datasets), "ScanObjectNN classes": list(SCAN_DEMO), "ModelNet40 classes": list(MODELNET_DEMO),
         "ShapeNetPart categories": list(SHAPENET_DEMO),
     }  # fmt: skip
-    write_text(root / "demo_info.json", json.dumps(info, indent=1) + "\n")
+    atomic_write_text(root / "demo_info.json", json.dumps(info, indent=1) + "\n")
     return root
 
 

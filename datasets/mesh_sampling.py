@@ -13,7 +13,8 @@ import numpy as np
 
 from .common import PathLike, malformed, require_file
 from .modelnet40 import CLASSES
-from .pointcloud_io import format_rows, write_text
+from ..io import atomic_write_text
+from .pointcloud_io import format_rows
 
 NAME = "ModelNet40"
 
@@ -105,8 +106,8 @@ def meshes_to_modelnet(
                 raise ValueError(f"meshes[{split!r}]: class '{cls}' of {path} is not in the class list")
             shape_id = Path(path).stem
             data = off_to_points(path, npoints, seed + i)
-            write_text(out / cls / f"{shape_id}.txt", format_rows(data, "%.6f", ","))
+            atomic_write_text(out / cls / f"{shape_id}.txt", format_rows(data, "%.6f", ","))
             ids.append(shape_id)
-        write_text(out / f"modelnet40_{split}.txt", "".join(f"{s}\n" for s in ids))
-    write_text(out / "modelnet40_shape_names.txt", "".join(f"{n}\n" for n in names))
+        atomic_write_text(out / f"modelnet40_{split}.txt", "".join(f"{s}\n" for s in ids))
+    atomic_write_text(out / "modelnet40_shape_names.txt", "".join(f"{n}\n" for n in names))
     return out

@@ -13,7 +13,7 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from ..io import atomic_path, atomic_write_text
+from ..io import atomic_path
 from .common import DataError, PathLike, hint, malformed, require_file
 
 
@@ -84,10 +84,6 @@ def format_rows(data: np.ndarray, fmt: str, delimiter: str) -> str:
     n, c = data.shape
     row = delimiter.join([fmt] * c) + "\n"
     return (row * n) % tuple(data.ravel().tolist())
-
-
-def write_text(path: PathLike, text: str) -> None:
-    atomic_write_text(path, text)
 
 
 def open_h5(path: PathLike, dataset: str):

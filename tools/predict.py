@@ -55,7 +55,8 @@ def setup(args):
     """(cfg, model, task, class names, category index or None); raises on bad input."""
     if args.vote < 1 or args.top < 1:
         raise ValueError(f"--vote / --top: expected >= 1, got {args.vote} / {args.top}")
-    train_ckpt = P.training_checkpoint(args.ckpts)
+    read = P.read_weight_files(args.ckpts)  # each weights file read once
+    train_ckpt = P.training_checkpoint(args.ckpts, read)
     if args.config:
         cfg = load_config(args.config, args.opts)
         if train_ckpt is not None:  # the checkpoint's model and adapters are what its weights fit
@@ -67,7 +68,7 @@ def setup(args):
         validate(cfg)
     else:
         raise ValueError("--config: needed unless --ckpts is a training checkpoint (ckpt-best.pth stores its config)")
-    model = P.load_model(cfg, args.ckpts, train_ckpt)
+    model = P.load_model(cfg, args.ckpts, train_ckpt, read)
     names = P.class_names(cfg, int(cfg["model"].get("cls_dim", 0))) if "cls_dim" in cfg["model"] else None
     task = P.build_task_for(cfg, names)
     category = None

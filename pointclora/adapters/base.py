@@ -59,8 +59,10 @@ class AdapterLayer(nn.Module):
     def _warn_merged_training(self) -> None:
         """Training through a merged adapter updates only the merged weight (when trainable), never the
         adapter: say so once per layer instead of training the wrong parameters in silence."""
+        if getattr(self, "_warned_merged", False):
+            return
         own = [p for n, p in self.named_parameters() if not n.startswith("base_layer.")]
-        if getattr(self, "_warned_merged", False) or not any(p.requires_grad for p in own):
+        if not any(p.requires_grad for p in own):
             return
         self._warned_merged = True
         warnings.warn(f"{type(self).__name__} is merged into its base weight: in training its adapter parameters "

@@ -47,10 +47,6 @@ class DictConfig:
             raise ValueError(f"unknown adapter config key(s) {unknown}{context}; known keys: {sorted(known)}")
         return cls(**dict(d))
 
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]):
-        return cls.from_fields(d)
-
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
 

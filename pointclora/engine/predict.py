@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import types
 from pathlib import Path
-from typing import List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -32,7 +32,8 @@ from ..datasets.modelnet40 import CLASSES
 from ..datasets.pointcloud_folder import read_points
 from ..factory import build_model_with_adapters, dataset_kwargs, splits
 from ..io import atomic_path
-from ..models import build_model
+from ..models import build_model, model_class
+from ..sections import TrainConfig, section
 from ..weights import load_weights, load_weights_only
 from .checkpoint import REQUIRED_KEYS, load_model_state
 from .distributed import DistInfo
@@ -45,18 +46,18 @@ class PredictError(ValueError):
 
 
 # ---------------------------------------------------------------- weights
-def _read_pth(path: Path):
-    return load_weights_only(str(path))
+def read_weight_files(paths: Sequence[str]) -> Dict[Path, object]:
+    """{resolved path: what torch.load read} of every weights file among `paths` (not the adapter
+    files): each is read once, for training_checkpoint and load_model alike."""
+    return {resolve_path(p): load_weights_only(str(resolve_path(p))) for p in paths
+            if Path(p).suffix != ".safetensors"}
 
 
-def training_checkpoint(paths: Sequence[str]) -> Optional[dict]:
-    """The training checkpoint among `paths` (it must then be the only file), else None."""
-    found = []
-    for p in paths:
-        if Path(p).suffix != ".safetensors":
-            obj = _read_pth(resolve_path(p))
-            if isinstance(obj, dict) and all(k in obj for k in REQUIRED_KEYS):
-                found.append(obj)
+def training_checkpoint(paths: Sequence[str], read: Optional[Mapping[Path, object]] = None) -> Optional[dict]:
+    """The training checkpoint among `paths` (it must then be the only file), else None; `read`:
+    read_weight_files(paths), when already read."""
+    read = read_weight_files(paths) if read is None else read
+    found = [obj for obj in read.values() if isinstance(obj, dict) and all(k in obj for k in REQUIRED_KEYS)]
     if found and len(paths) > 1:
         raise ValueError("--ckpts: a training checkpoint (ckpt-*.pth) holds the whole model; pass it alone")
     return found[0] if found else None
@@ -66,8 +67,10 @@ def _is_model_variant_method(cfg: Mapping) -> bool:
     return bool(cfg.get("adapter")) and cfg["adapter"].get("method") in METHOD_CONFIGS
 
 
-def load_model(cfg: Mapping, paths: Sequence[str], train_ckpt: Optional[dict]) -> torch.nn.Module:
-    """The model of `cfg` with the weights of `paths` (see the module docstring), in eval mode."""
+def load_model(cfg: Mapping, paths: Sequence[str], train_ckpt: Optional[dict],
+               read: Optional[Mapping[Path, object]] = None) -> torch.nn.Module:
+    """The model of `cfg` with the weights of `paths` (see the module docstring), in eval mode; `read`:
+    read_weight_files(paths), so that no file is read twice."""
 
     if train_ckpt is not None:
         model, _ = build_model_with_adapters(cfg, None)
@@ -82,14 +85,15 @@ def load_model(cfg: Mapping, paths: Sequence[str], train_ckpt: Optional[dict]) -
             raise ValueError(f"--ckpts: adapter file {adapters[0]} needs the backbone it was trained on: pass "
                              "--ckpts backbone.pth adapter.safetensors (or set ckpts: in the config)")
         weights = [resolve_path(cfg["ckpts"])]
-    model = build_model(cfg["model"])
     if not adapters and _is_model_variant_method(cfg):  # DAPT / PointGST / IDPT fine-tuned weights hold
         model, _ = build_model_with_adapters(cfg, None)  # the variant's keys, not the backbone's
+    else:
+        model = build_model(cfg["model"])
     missing = set(model.state_dict())
     for path in weights:
         if not path.is_file():
             raise FileNotFoundError(f"--ckpts: no file '{path}'")
-        absent, _ = load_weights(model, path)  # partial: the files together must cover the model
+        absent, _ = load_weights(model, path, state=(read or {}).get(path))  # partial: together they cover it
         missing &= set(absent)
     if adapters:
         model = load_adapter(model, str(adapters[0]))  # a new model for DAPT / PointGST / IDPT
@@ -156,7 +160,7 @@ def class_names(cfg: Mapping, num_classes: int) -> List[str]:
 
 
 def build_task_for(cfg: Mapping, names: Optional[List[str]]):
-    if str(cfg["model"].get("NAME", "")).endswith("PartSeg"):
+    if model_class(cfg["model"]).TASK == "part_segmentation":
         stub = types.SimpleNamespace(NUM_PARTS=NUM_PARTS, seg_classes=SEG_CLASSES, classes=list(SEG_CLASSES))
     else:
         stub = types.SimpleNamespace(classes=names)
@@ -168,7 +172,7 @@ def run_model(model, task, cfg: Mapping, items: List[dict], votes: int, device: 
     """Trainer.evaluate on the prepared items (labels are placeholders: only predictions are kept)."""
     info = DistInfo(device=device)
     trainer = Trainer(model.to(device), task, None, None, info, cfg)
-    batch = int(cfg["train"].get("val_batch_size", cfg["train"].get("batch_size", 1)))
+    batch = section(TrainConfig, cfg["train"]).eval_batch_size
     loader = torch.utils.data.DataLoader(items, batch_size=max(1, batch), shuffle=False)
     _, preds = trainer.evaluate(loader, votes=votes, collect=True)
     return preds

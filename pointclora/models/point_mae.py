@@ -10,7 +10,7 @@ from torch import nn
 
 from .base import CLASSIFICATION_HEAD, FrozenBNMixin
 from .layers import TransformerEncoder, drop_path_schedule, trunc_normal_init_weights
-from .stem import STEM_REGIONS, add_patch_embedding, add_transformer, positional_mlp  # noqa: F401 (re-exported)
+from .stem import STEM_REGIONS, add_patch_embedding, add_transformer
 
 
 

@@ -2,12 +2,10 @@
 (their format, `save_predictions`, `load_predictions`) live in `pointclora.io`."""
 import numpy as np
 
-from ..datasets.point_files import ALL_SUFFIXES, read_point_file, split_columns
-from ..io import check_index, load_predictions, save_predictions, to_numpy, validate_predictions
+from ..datasets.point_files import read_point_file, split_columns
+from ..io import check_index, load_predictions, save_predictions, to_numpy
 
-__all__ = ["load_point_file", "load_predictions", "sample_from_dataset", "save_predictions",
-           "validate_predictions"]
-POINT_SUFFIXES = ALL_SUFFIXES
+__all__ = ["load_point_file", "load_predictions", "sample_from_dataset", "save_predictions"]
 
 
 def load_point_file(path: str, index: int = 0) -> dict:

@@ -44,6 +44,7 @@ from pointclora.engine.optim import build_optimizer, build_scheduler  # noqa: E4
 from pointclora.engine.tasks import ClassificationTask  # noqa: E402
 from pointclora.engine.trainer import Trainer  # noqa: E402
 from pointclora.factory import build_model_with_adapters  # noqa: E402
+from pointclora.sweep.grid import fit_section  # noqa: E402
 
 METHODS = ("full", "linear", "lora", "clora", "clora_coto", "dapt", "idpt", "pointgst")
 LABELS = {"full": "full fine-tuning", "linear": "linear probing (head only)", "lora": "LoRA r=8 (qkv)",
@@ -67,13 +68,8 @@ def method_config(method: str, model_overrides: Optional[Mapping] = None) -> dic
     if method == "linear":
         cfg["adapter"] = {"method": "none", "trainable_modules": ["cls_head_finetune"]}
     cfg["model"].update(model_overrides or {})
-    # tiny test widths: fit the size-bound fields (one PointGST window, IDPT's prompt in the last block)
-    groups, depth = cfg["model"]["num_group"], cfg["model"]["depth"]
-    if method == "pointgst" and groups % cfg["adapter"]["local"]:
-        cfg["adapter"]["local"] = groups
-    if method == "idpt":
-        cfg["adapter"]["prompt_layer"] = min(cfg["adapter"].get("prompt_layer", 11), depth - 1)
-        cfg["adapter"]["prompt_k"] = min(cfg["adapter"].get("prompt_k", 20), groups)
+    if cfg.get("adapter"):  # tiny test widths: the sweep's size rule fits PointGST's windows, IDPT's prompt
+        cfg["adapter"] = fit_section(cfg["adapter"], cfg["model"])[0]
     return cfg
 
 

@@ -26,7 +26,7 @@ import time
 import traceback
 import warnings
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, Optional
 
 import torch
 

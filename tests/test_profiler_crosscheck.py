@@ -1,8 +1,6 @@
 """Agreement with other counters under their own conventions: torch's FlopCounterMode,
 fvcore and thop (optional; skipped with a reason when not installed)."""
-import sys
 import warnings
-from pathlib import Path
 
 import pytest
 import torch

@@ -1,6 +1,5 @@
 """Bad data files name the file, what is wrong and the 1-based row (issue 16), as a DataError
 (a ValueError) that the engine turns into one line and exit status 2."""
-import numpy as np
 import pytest
 
 from conftest import tiny_demo_data

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import load_tool
 from pointclora import build_model_from_config
-from pointclora.adapters import count_parameters
+from pointclora.adapters import AdapterConfig, count_parameters
 from pointclora.config import load_config
 from pointclora.sweep import grid, report
 
@@ -131,3 +131,11 @@ def test_sweep_cli_size_errors_are_one_line(tmp_path, capsys, extra, message):
     err = capsys.readouterr().err
     assert err.startswith(message) and err.count("\n") == 1
     assert not (tmp_path / "s").exists()
+
+
+def test_a_value_that_is_no_size_is_left_to_the_methods_own_check():
+    """local=0 once divided by zero in the fit; it is passed on, and the method's config names it."""
+    section = {"method": "pointgst", "local": 0}
+    assert grid.fit_section(section, {"num_group": 16, "depth": 4}) == (section, [])
+    with pytest.raises(ValueError, match="local"):
+        AdapterConfig.from_dict(section)

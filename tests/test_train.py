@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import assert_same_model_state, load_tool, tiny_demo_data
+from conftest import load_tool, tiny_demo_data
 from pointclora.engine.logging import read_csv
 
 REPO = Path(__file__).resolve().parents[1]

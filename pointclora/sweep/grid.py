@@ -69,6 +69,8 @@ def fit_local(value: int, section: Mapping, model: Mapping) -> int:
     """PointGST: windows of `local` centres must tile model.num_group. A value that does not divide it
     becomes the largest divisor <= num_group / 2 (two windows at least, so the local basis is not the
     global one again); 32 of 128 centres (official) fits as it is, 16 centres get windows of 8."""
+    if value < 1:
+        return value  # not a window size: the method's own validation names it
     groups = _model_int(model, "num_group", "pointgst")
     if groups % value == 0:
         return value
